@@ -1,0 +1,30 @@
+"""polytask: deep multi-task learning for PyTorch."""
+
+from . import balancing, metrics, models, tasks
+from .balancing import Balancer, BalanceResult
+from .errors import PolytaskError
+from .metrics import delta_m
+from .models import HardSharing, MultiTaskModel
+from .tasks import Binary, Custom, Multiclass, MultiLabel, Regression, Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BalanceResult",
+    "Balancer",
+    "Binary",
+    "Custom",
+    "HardSharing",
+    "MultiLabel",
+    "MultiTaskModel",
+    "Multiclass",
+    "PolytaskError",
+    "Regression",
+    "Task",
+    "__version__",
+    "balancing",
+    "delta_m",
+    "metrics",
+    "models",
+    "tasks",
+]

@@ -1,0 +1,3 @@
+"""Gradient aggregation methods: per-task gradients combined into one update."""
+
+__all__: list[str] = []

@@ -1,0 +1,56 @@
+"""The simplest loss weightings: equal and fixed user weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from ...errors import PolytaskError
+from ..base import BalanceContext, LossWeighting
+from ..registry import register
+
+
+@register("ew")
+class EqualWeighting(LossWeighting):
+    """Equal weighting: the plain sum of task losses (every weight 1).
+
+    The baseline every MTL paper compares against. Extra cost per step: none.
+    """
+
+    def weights(self, losses: Tensor, ctx: BalanceContext) -> Tensor:
+        return torch.ones_like(losses)
+
+
+@register("weighted")
+class FixedWeighting(LossWeighting):
+    """Fixed user weights: ``Σ_k w_k L_k``.
+
+    Args:
+        weights: ``{task: weight}`` (tasks left out get 1.0) or a sequence in task
+            order. Extra cost per step: none.
+    """
+
+    def __init__(self, weights: Mapping[str, float] | Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.user_weights = weights
+
+    def weights(self, losses: Tensor, ctx: BalanceContext) -> Tensor:
+        given = self.user_weights
+        if given is None:
+            return torch.ones_like(losses)
+        if isinstance(given, Mapping):
+            unknown = set(given) - set(ctx.names)
+            if unknown:
+                raise PolytaskError(
+                    f"weights given for unknown tasks {sorted(unknown)}; tasks are {ctx.names}"
+                )
+            values = [float(given.get(name, 1.0)) for name in ctx.names]
+        else:
+            values = [float(v) for v in given]
+            if len(values) != len(ctx.names):
+                raise PolytaskError(
+                    f"{len(values)} weights for {len(ctx.names)} tasks {ctx.names}"
+                )
+        return torch.tensor(values, dtype=losses.dtype, device=losses.device)

@@ -1,0 +1,43 @@
+"""The MultiTaskModel contract every architecture follows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from torch import Tensor, nn
+
+from ..errors import PolytaskError
+
+
+class MultiTaskModel(nn.Module):
+    """An ``nn.Module`` whose ``forward`` returns ``{task name: output}``.
+
+    Subclasses say which parameters are shared by all tasks and which belong to each
+    task. Architectures with one shared representation store it, after each forward,
+    in ``shared_representation`` (the tensor the heads read, still in the graph) so
+    that representation-gradient balancers can use it; others leave it ``None``.
+    """
+
+    task_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared_representation: Tensor | None = None
+
+    def shared_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters used by every task."""
+        raise NotImplementedError
+
+    def task_parameters(self, name: str) -> Iterator[nn.Parameter]:
+        """Parameters used by task ``name`` only."""
+        raise NotImplementedError
+
+    def task_specific_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """``{task: [parameters of that task only]}`` for every task."""
+        return {name: list(self.task_parameters(name)) for name in self.task_names}
+
+    def _check_task(self, name: str) -> None:
+        if name not in self.task_names:
+            raise PolytaskError(
+                f"unknown task {name!r}; this model has tasks {list(self.task_names)}"
+            )

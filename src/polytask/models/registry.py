@@ -1,0 +1,54 @@
+"""Architectures by name, for configs and the CLI (``--arch mmoe``).
+
+A registered builder is called as ``builder(tasks=..., backbone=..., **kwargs)`` where
+``backbone`` is a :class:`Backbone`: a benchmark's description of its building
+blocks (a fresh encoder on each call and its output size). Each architecture decides
+how to use them (one encoder shared, one per task, one per expert, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ..registry import Registry
+from .base import MultiTaskModel
+from .hard_sharing import HardSharing
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """Building blocks for registry-built architectures.
+
+    Args:
+        make_encoder: returns a fresh, independently initialised encoder.
+        out_features: the size of the encoder's (flattened) output.
+        make_stages: optional, returns a fresh encoder split into a list of stages
+            (for architectures that mix or attend between stages).
+        stage_channels: optional, the output channels/features of each stage.
+    """
+
+    make_encoder: Callable[[], nn.Module]
+    out_features: int
+    make_stages: Callable[[], list[nn.Module]] | None = None
+    stage_channels: tuple[int, ...] | None = None
+
+
+_ARCHITECTURES: Registry[MultiTaskModel] = Registry("architecture")
+register = _ARCHITECTURES.register
+available = _ARCHITECTURES.available
+
+
+def get(name: str, **kwargs: Any) -> MultiTaskModel:
+    """Build architecture ``name``: ``get("hard", tasks=tasks, backbone=backbone)``."""
+    return _ARCHITECTURES.get(name, **kwargs)
+
+
+@register("hard")
+def _hard_sharing(tasks, backbone: Backbone, **kwargs: Any) -> HardSharing:  # noqa: ANN001
+    return HardSharing(
+        backbone.make_encoder(), tasks, encoder_out_features=backbone.out_features, **kwargs
+    )
