@@ -64,6 +64,9 @@ def _as_list(params: Iterable[Tensor] | Tensor | None) -> list[Tensor]:
     return [p for p in params if p.requires_grad]
 
 
+_MODULE_INTERNALS = frozenset(nn.Module().__dict__) | {"step"}
+
+
 class Balancer(nn.Module):
     """Base class of every balancing method (an ``nn.Module`` so that its learnable
     parameters, buffers and state go into ``state_dict`` and checkpoints)."""
@@ -75,6 +78,37 @@ class Balancer(nn.Module):
         super().__init__()
         self.register_buffer("step", torch.zeros((), dtype=torch.long), persistent=True)
         self.task_names: list[str] | None = None
+
+    def on_epoch_end(self, epoch: int, train_losses: Mapping[str, float]) -> None:
+        """Called by the Trainer after each epoch with the epoch's mean train losses.
+
+        Methods that update once per epoch (e.g. DWA) override it; in a plain loop,
+        call it yourself at the end of each epoch.
+        """
+
+    def get_extra_state(self) -> dict:
+        """The method's plain Python state (histories, EMA targets, RNGs, inner
+        optimizers), so that checkpoints restore a balancer exactly."""
+        state = {}
+        for key, value in self.__dict__.items():
+            if key in _MODULE_INTERNALS:
+                continue
+            if isinstance(value, torch.Generator):
+                value = ("__torch_generator__", value.get_state())
+            elif isinstance(value, torch.optim.Optimizer):
+                value = ("__optimizer__", value.state_dict())
+            state[key] = value
+        return state
+
+    def set_extra_state(self, state: dict) -> None:
+        """Restore what :meth:`get_extra_state` saved."""
+        for key, value in state.items():
+            if isinstance(value, tuple) and len(value) == 2 and value[0] == "__torch_generator__":
+                getattr(self, key).set_state(value[1])
+            elif isinstance(value, tuple) and len(value) == 2 and value[0] == "__optimizer__":
+                getattr(self, key).load_state_dict(value[1])
+            else:
+                setattr(self, key, value)
 
     def extra_parameters(self) -> list[nn.Parameter]:
         """The method's own learnable parameters (to give to an optimizer)."""

@@ -2,6 +2,6 @@
 
 from .base import MultiTaskModel
 from .hard_sharing import HardSharing
-from .registry import Backbone, available, get, register
+from .registry import Backbone, available, builder, get, register
 
-__all__ = ["Backbone", "HardSharing", "MultiTaskModel", "available", "get", "register"]
+__all__ = ["Backbone", "HardSharing", "MultiTaskModel", "available", "builder", "get", "register"]

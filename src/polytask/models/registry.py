@@ -29,12 +29,16 @@ class Backbone:
         make_stages: optional, returns a fresh encoder split into a list of stages
             (for architectures that mix or attend between stages).
         stage_channels: optional, the output channels/features of each stage.
+        input_shape: optional, the shape of one input sample (no batch dimension),
+            for architectures that read the raw input (MMoE-style gates) or find
+            shapes by a dry run (which stages AdaShare may skip).
     """
 
     make_encoder: Callable[[], nn.Module]
     out_features: int
     make_stages: Callable[[], list[nn.Module]] | None = None
     stage_channels: tuple[int, ...] | None = None
+    input_shape: tuple[int, ...] | None = None
 
 
 _ARCHITECTURES: Registry[MultiTaskModel] = Registry("architecture")
@@ -49,6 +53,12 @@ def get(name: str, **kwargs: Any) -> MultiTaskModel:
 
 @register("hard")
 def _hard_sharing(tasks, backbone: Backbone, **kwargs: Any) -> HardSharing:  # noqa: ANN001
+    """Hard parameter sharing: one encoder shared by all tasks, one head each."""
     return HardSharing(
         backbone.make_encoder(), tasks, encoder_out_features=backbone.out_features, **kwargs
     )
+
+
+def builder(name: str):  # noqa: ANN201
+    """The builder registered under ``name`` (raises listing the available ones)."""
+    return _ARCHITECTURES.factory(name)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The main job: a real multi-task benchmark (UCI Census-Income, MMoE task group 1) with
+# several balancing methods; prints per-task test AUC and Δm per method.
+# Extra arguments go to `polytask bench` (e.g. --seeds 3).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/scripts/setup.sh"
+cd "$ROOT"
+polytask data get census-income
+METHODS="${POLYTASK_MAIN_METHODS:-ew,weighted}"
+exec polytask bench census-income --methods "$METHODS" --seeds 1 --epochs 2 \
+  --out runs/main --no-progress "$@"

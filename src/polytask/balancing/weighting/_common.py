@@ -1,0 +1,189 @@
+"""Shared machinery of the loss weightings: per-task state created once the tasks are
+known, an optional internal optimizer for the method's own parameters, and
+checkpointable non-parameter state.
+
+Who steps a method's learnable parameters:
+
+- ``lr=None`` (the *external* mode): the user's optimizer, which must hold
+  ``balancer.extra_parameters()`` (the Trainer adds them). The parameters must exist
+  before the optimizer is built: give ``tasks=`` to the constructor or call
+  ``balancer.prepare(task_names)`` first.
+- ``lr=<float>`` (the *internal* mode): the balancer's own optimizer steps them inside
+  ``backward``; ``extra_parameters()`` is then empty, so nothing steps them twice, and a
+  plain training loop needs nothing special.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ...errors import PolytaskError
+from ..base import BalanceContext, LossWeighting
+
+
+def task_names_of(tasks: Iterable[Any] | int) -> list[str]:
+    """Task names from names, Task objects, a name -> Task mapping, or a count."""
+    if isinstance(tasks, int):
+        return [f"task{k}" for k in range(tasks)]
+    if isinstance(tasks, str):
+        raise PolytaskError(f"tasks must be a sequence of task names, got the string {tasks!r}")
+    return [t if isinstance(t, str) else t.name for t in tasks]
+
+
+class StatefulWeighting(LossWeighting):
+    """A loss weighting with per-task state built once the tasks are known.
+
+    Subclasses implement :meth:`_build` (create parameters/buffers for K tasks) and list
+    the plain tensor attributes to checkpoint in ``_state_attrs``.
+    """
+
+    _state_attrs: tuple[str, ...] = ()
+    #: whether the method's parameters are stepped by an internal optimizer by default
+    _optimizer_cls: type[torch.optim.Optimizer] = torch.optim.Adam
+
+    def __init__(
+        self,
+        tasks: Iterable[Any] | int | None = None,
+        lr: float | None = None,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self._built = False
+        self._inner_optimizer: torch.optim.Optimizer | None = None
+        if tasks is not None:
+            self.prepare(task_names_of(tasks))
+
+    # -- set-up ---------------------------------------------------------------------
+    def _build(self, k: int, device: torch.device | None, dtype: torch.dtype) -> None:
+        """Create the method's per-task parameters and state for ``k`` tasks."""
+
+    def prepare(self, task_names: Sequence[str]) -> None:
+        """Create the per-task state for ``task_names`` (before building an optimizer).
+
+        Idempotent for the same tasks; a different task list raises.
+        """
+        names = list(task_names)
+        if not names:
+            raise PolytaskError(f"{type(self).__name__}.prepare needs at least one task")
+        if self._built:
+            if self.task_names != names:
+                raise PolytaskError(
+                    f"{type(self).__name__} was prepared for tasks {self.task_names}, "
+                    f"now given {names}"
+                )
+            return
+        self.task_names = names
+        self._build(len(names), None, torch.get_default_dtype())
+        self._built = True
+        self._make_inner_optimizer()
+
+    def _make_inner_optimizer(self) -> None:
+        params = list(self.parameters())
+        if self.lr is not None and params:
+            self._inner_optimizer = self._optimizer_cls(
+                params, lr=self.lr, weight_decay=self.weight_decay
+            )
+
+    def _ensure_built(self, ctx: BalanceContext) -> None:
+        if self._built:
+            return
+        ref = ctx.losses[0]
+        self._build(len(ctx.names), ref.device, ref.dtype)
+        self._built = True
+        self._make_inner_optimizer()
+        if self.lr is None and list(self.parameters()):
+            warnings.warn(
+                f"{type(self).__name__} created its learnable parameters at the first "
+                "backward: no optimizer holds them. Give tasks=... (or call "
+                "balancer.prepare(task_names)) and add balancer.extra_parameters() to "
+                "your optimizer, or pass lr=... to let the balancer step them itself.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+    @property
+    def internal_optimizer(self) -> bool:
+        """Whether the balancer steps its own parameters (``lr`` given)."""
+        return self.lr is not None
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Parameters the user's optimizer must step: none in the internal mode."""
+        if self.internal_optimizer:
+            return []
+        if not self._built and type(self)._has_parameters:
+            raise PolytaskError(
+                f"{type(self).__name__} has no parameters yet: give tasks=... to its "
+                "constructor or call balancer.prepare(task_names) before building the optimizer"
+            )
+        return list(self.parameters())
+
+    #: whether the method owns learnable parameters (for the error above)
+    _has_parameters: bool = False
+
+    def _step_inner(self) -> None:
+        """Step the internal optimizer (if any) and clear the parameters' gradients."""
+        if self._inner_optimizer is not None:
+            self._inner_optimizer.step()
+            self._inner_optimizer.zero_grad(set_to_none=True)
+
+    # -- checkpoints -------------------------------------------------------------------
+    def get_extra_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"task_names": self.task_names, "built": self._built}
+        for attr in self._state_attrs:
+            state[attr] = getattr(self, attr, None)
+        if self._inner_optimizer is not None:
+            state["inner_optimizer"] = self._inner_optimizer.state_dict()
+        return state
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        for attr in self._state_attrs:
+            if attr in state:
+                setattr(self, attr, state[attr])
+        if state.get("task_names") is not None and self.task_names is None:
+            self.task_names = list(state["task_names"])
+        if self._inner_optimizer is not None and "inner_optimizer" in state:
+            self._inner_optimizer.load_state_dict(state["inner_optimizer"])
+
+
+def as_weights_tensor(values: Iterable[float], like: Tensor) -> Tensor:
+    """A 1-D tensor on the device and dtype of ``like``."""
+    return torch.as_tensor(list(values), dtype=like.dtype, device=like.device)
+
+
+def non_shared_parameters(ctx: BalanceContext) -> list[Tensor]:
+    """The parameters the losses reach that are not shared (task heads, ...)."""
+    from .. import engine
+
+    shared = {id(p) for p in ctx.shared_params}
+    found: dict[int, Tensor] = {}
+    if ctx.task_params is not None:
+        groups: list[list[Tensor]] = [ctx.task_params[n] for n in ctx.names]
+    else:
+        groups = [engine.leaf_parameters(loss) if loss.requires_grad else [] for loss in ctx.losses]
+    for group in groups:
+        for p in group:
+            if id(p) not in shared:
+                found.setdefault(id(p), p)
+    return list(found.values())
+
+
+def backward_shared_and_rest(
+    ctx: BalanceContext,
+    shared_direction: Tensor,
+    rest_loss: Tensor,
+) -> None:
+    """Give the shared parameters ``shared_direction`` (a flat P-vector) and every other
+    parameter the gradient of ``rest_loss`` (one backward restricted to them)."""
+    from .. import engine
+
+    engine.add_to_grad(ctx.shared_params, shared_direction)
+    others = non_shared_parameters(ctx)
+    if others and rest_loss.requires_grad:
+        torch.autograd.backward(rest_loss, inputs=others)

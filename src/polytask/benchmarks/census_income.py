@@ -1,0 +1,65 @@
+"""Census-Income (KDD) as in the MMoE paper (Ma et al., KDD 2018).
+
+Task group 1: ``income`` (> $50K) and ``marital`` (never married); group 2:
+``education`` (at least a Bachelor's degree) and ``marital``. 199,523 training rows;
+the 99,762 test rows are split in half into validation and test, as in the paper.
+AUC is the reported metric. Backbone: an MLP (hidden 128, 64), the shared bottom.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import load_census_income
+from ..models import Backbone
+from ..tasks import Binary, Task
+from .base import Benchmark, BenchmarkData, register
+from .common import MLP, mlp_stages, to_tensors
+
+HIDDEN = (128, 64)
+
+
+def _tasks(names: tuple[str, str]):
+    def build() -> dict[str, Task]:
+        return {name: Binary(name) for name in names}
+
+    return build
+
+
+def _loader(group: int):
+    def load(data_dir: Path | None, seed: int) -> BenchmarkData:
+        return to_tensors(load_census_income(data_dir, group=group))
+
+    return load
+
+
+def _backbone(data: BenchmarkData) -> Backbone:
+    d = data.train.inputs.shape[1]
+    return Backbone(
+        make_encoder=lambda: MLP(d, HIDDEN),
+        out_features=HIDDEN[-1],
+        make_stages=lambda: mlp_stages(d, HIDDEN),
+        stage_channels=HIDDEN,
+    )
+
+
+def _benchmark(name: str, group: int, tasks: tuple[str, str]) -> Benchmark:
+    return Benchmark(
+        name=name,
+        description=f"UCI Census-Income (KDD), MMoE task group {group}: "
+        f"{' and '.join(tasks)} (Ma et al., KDD 2018)",
+        tasks=_tasks(tasks),
+        load=_loader(group),
+        backbone=_backbone,
+        report={t: ("auc",) for t in tasks},
+        epochs=3,
+        batch_size=1024,
+        lr=1e-3,
+        fetch_name="census-income",
+    )
+
+
+register("census-income")(lambda: _benchmark("census-income", 1, ("income", "marital")))
+register("census-income-g2")(
+    lambda: _benchmark("census-income-g2", 2, ("education", "marital"))
+)

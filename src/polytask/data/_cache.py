@@ -1,0 +1,48 @@
+"""Small .npz cache of processed arrays, invalidated when the raw files change."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def signature(paths: list[Path], *extra: object) -> str:
+    """A string that changes when any raw file (size, mtime) or an extra key changes."""
+    parts = [str(e) for e in extra]
+    for p in paths:
+        st = p.stat()
+        parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def save(path: Path, arrays: dict[str, np.ndarray], *, compress: bool = False) -> None:
+    """Write ``arrays`` to ``path`` atomically; warn (don't fail) if it can't be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                (np.savez_compressed if compress else np.savez)(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        warnings.warn(f"polytask: could not write cache {path}: {e}", stacklevel=3)
+
+
+def load(path: Path, sig: str) -> dict[str, np.ndarray] | None:
+    """Read the arrays cached at ``path`` if its signature is ``sig``, else None."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "signature" not in z.files or str(z["signature"]) != sig:
+                return None
+            return {k: z[k] for k in z.files if k != "signature"}
+    except (OSError, ValueError, EOFError):
+        return None

@@ -1,0 +1,167 @@
+"""Building blocks shared by the architectures: heads, stages, size inference, mixing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import PolytaskError, ShapeMismatchError
+from ..tasks import Task
+
+StageFactory = Callable[[], Sequence[nn.Module]]
+
+
+def build_heads(
+    tasks: Mapping[str, Task],
+    heads: Mapping[str, nn.Module] | None,
+    in_features: Callable[[], int],
+) -> nn.ModuleDict:
+    """``{task: head}``: the user's heads, the missing ones built from the task specs.
+
+    ``in_features`` is called only when a head must be built (so a model whose heads
+    are all given never needs to know its representation size). Default heads flatten
+    their input first.
+    """
+    heads = dict(heads or {})
+    unknown = set(heads) - set(tasks)
+    if unknown:
+        raise PolytaskError(
+            f"heads given for unknown tasks {sorted(unknown)}; tasks are {list(tasks)}"
+        )
+    if len(heads) < len(tasks):
+        size = int(in_features())
+        for name, task in tasks.items():
+            if name not in heads:
+                heads[name] = nn.Sequential(nn.Flatten(), task.build_head(size))
+    return nn.ModuleDict({name: heads[name] for name in tasks})
+
+
+def make_stage_list(make_stages: StageFactory, what: str = "make_stages") -> nn.ModuleList:
+    """Call a stage factory and check that it returns a non-empty list of modules."""
+    stages = make_stages()
+    if isinstance(stages, nn.Module) and not isinstance(stages, (nn.ModuleList, nn.Sequential)):
+        stages = [stages]
+    stages = list(stages)
+    if not stages or not all(isinstance(s, nn.Module) for s in stages):
+        raise PolytaskError(f"{what}() must return a non-empty list of nn.Module stages")
+    return nn.ModuleList(stages)
+
+
+@torch.no_grad()
+def dry_run(module: Callable[[Tensor], Tensor], example_input: Tensor, *modules: nn.Module):
+    """Run ``module(example_input)`` in eval mode (for shapes), restoring train modes."""
+    modes = [(m, m.training) for m in modules]
+    for m, _ in modes:
+        m.eval()
+    try:
+        return module(example_input)
+    finally:
+        for m, mode in modes:
+            m.train(mode)
+
+
+def flat_size(t: Tensor) -> int:
+    """The per-sample size of a batch tensor once flattened."""
+    return int(t.reshape(t.shape[0], -1).shape[1])
+
+
+def size_resolver(
+    given: int | None, example_input: Tensor | None, run: Callable[[Tensor], Tensor],
+    modules: Iterable[nn.Module], what: str,
+) -> Callable[[], int]:
+    """A thunk giving a representation size: ``given`` or a dry run on ``example_input``."""
+    mods = list(modules)
+
+    def resolve() -> int:
+        if given is not None:
+            return int(given)
+        if example_input is None:
+            raise PolytaskError(
+                f"cannot tell the size of {what}: give out_features=... or "
+                "example_input=... (or give every head yourself)"
+            )
+        return flat_size(dry_run(run, example_input, *mods))
+
+    return resolve
+
+
+def module_out_features(module: nn.Module, given: int | None, example_input: Tensor | None,
+                        what: str) -> int:
+    """The flattened output size of ``module``: given, an attribute, or a dry run."""
+    if given is not None:
+        return int(given)
+    for attr in ("out_features", "output_dim", "out_dim"):
+        value = getattr(module, attr, None)
+        if isinstance(value, int):
+            return value
+    return size_resolver(None, example_input, module, [module], what)()
+
+
+def run_stages(stages: Iterable[nn.Module], x: Tensor) -> Tensor:
+    """Apply stages in sequence."""
+    for stage in stages:
+        x = stage(x)
+    return x
+
+
+def mix(weights: Tensor, stacked: Tensor) -> Tensor:
+    """Per-sample convex mixture: weights (B, E), stacked (B, E, ...) -> (B, ...)."""
+    shape = weights.shape + (1,) * (stacked.dim() - weights.dim())
+    return (weights.reshape(shape) * stacked).sum(dim=1)
+
+
+def check_same_shapes(tensors: Sequence[Tensor], what: str) -> None:
+    """Raise ShapeMismatchError when tensors that are mixed differ in shape."""
+    first = tuple(tensors[0].shape)
+    for i, t in enumerate(tensors[1:], 1):
+        if tuple(t.shape) != first:
+            raise ShapeMismatchError(
+                f"{what}: cannot mix tensors of shapes {first} and {tuple(t.shape)} (input {i})"
+            )
+
+
+def unique_parameters(*groups: Iterable[nn.Parameter]) -> Iterator[nn.Parameter]:
+    """Parameters of several groups, each once, in order."""
+    seen: set[int] = set()
+    for group in groups:
+        for p in group:
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield p
+
+
+def modules_parameters(modules: Iterable[nn.Module | None]) -> Iterator[nn.Parameter]:
+    """The parameters of several modules (None entries skipped), each once."""
+    return unique_parameters(*(m.parameters() for m in modules if m is not None))
+
+
+# -- helpers for registry builders -------------------------------------------------------
+def backbone_stages(backbone, arch: str) -> StageFactory:  # noqa: ANN001
+    """The backbone's stage factory, or a clear error naming the architecture."""
+    if backbone.make_stages is None:
+        raise PolytaskError(
+            f"architecture {arch!r} needs a Backbone with make_stages (the encoder split into "
+            "stages); this benchmark's backbone gives only make_encoder"
+        )
+    return backbone.make_stages
+
+
+def backbone_example(backbone) -> Tensor | None:  # noqa: ANN001
+    """A zero batch of two samples of the backbone's input shape, when it is known."""
+    if backbone.input_shape is None:
+        return None
+    return torch.zeros(2, *backbone.input_shape)
+
+
+def backbone_in_features(backbone, arch: str) -> int:  # noqa: ANN001
+    """The flattened input size (for gates that read the raw input)."""
+    if backbone.input_shape is None:
+        raise PolytaskError(
+            f"architecture {arch!r} needs Backbone.input_shape (its gates read the raw input)"
+        )
+    size = 1
+    for d in backbone.input_shape:
+        size *= int(d)
+    return size
