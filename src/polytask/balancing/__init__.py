@@ -5,8 +5,9 @@
 """
 
 
-from . import aggregation, engine, weighting  # importing them registers their methods
+from . import aggregation, engine, penalty, weighting  # importing them registers methods
 from .base import BalanceContext, Balancer, BalanceResult, GradientAggregator, LossWeighting
+from .penalty import Regularized
 from .registry import available, get, method_class, register
 from .weighting import EqualWeighting, FixedWeighting
 
@@ -18,11 +19,13 @@ __all__ = [
     "FixedWeighting",
     "GradientAggregator",
     "LossWeighting",
+    "Regularized",
     "aggregation",
     "available",
     "engine",
     "get",
     "method_class",
+    "penalty",
     "register",
     "weighting",
 ]

@@ -207,28 +207,44 @@ PATHS = ("auto", "jacobian", "gramian", "representation")
 class GradientAggregator(Balancer):
     """Combines per-task gradients into one update.
 
-    A subclass gives its combination rule as a pure function:
+    A subclass gives its combination rule as a pure function (plus its own small state):
 
     - :meth:`weights_from_gramian` when the update is a weighted sum of the task
       gradients whose weights depend only on the K×K Gramian ``G = J Jᵀ`` (then
       ``gramian_based = True`` and ``aggregate(J) = w(JJᵀ) @ J``);
     - otherwise :meth:`aggregate` on the K×P Jacobian itself.
 
-    The engine path (``path=``) is ``"auto"`` (the Gramian when the method allows it,
-    else the Jacobian), ``"jacobian"``, ``"gramian"`` or ``"representation"``
-    (gradients w.r.t. the shared representation instead of the shared parameters; the
-    cheap "-ub" variant). ``strategy`` picks how the Jacobian is computed (``"loop"``
-    or ``"batched"``), ``chunk_size`` bounds the tasks per batched call.
+    Rules may read ``self.current_losses`` (the detached K losses) and
+    ``self.current_activation`` (the detached shared representation, on the
+    representation path) and write diagnostics into ``self.extras``.
+
+    Engine paths (``path=``), all giving the same update for a Gramian-based method:
+
+    - ``"jacobian"``: the K×P Jacobian of the shared parameters (``strategy`` ``"loop"``
+      or ``"batched"``, ``chunk_size`` tasks per batched call), then the rule;
+    - ``"gramian"``: only the K×K Gramian, accumulated over blocks of at most
+      ``max_block_numel`` parameters (default: as many as fit ``jacobian_memory_limit``
+      bytes), then one backward of ``Σ w_k L_k``: the K×P Jacobian is never held;
+    - ``"representation"``: gradients w.r.t. the shared representation instead (the
+      cheap "-ub" variant), backpropagated through the shared encoder;
+    - ``"auto"`` (default): ``"gramian"`` for Gramian-based methods whose full Jacobian
+      would exceed ``jacobian_memory_limit`` bytes, else ``"jacobian"`` (one backward
+      cheaper than the Gramian path).
 
     Shared parameters receive the aggregated direction. Task-specific parameters
-    receive ``w_k ∇L_k`` (``w_k = 1`` for methods that yield no weights).
+    receive ``Σ_k w_k ∇L_k`` (``w_k = 1`` for methods that yield no weights).
     """
 
     needs_shared_params = True
     gramian_based: ClassVar[bool] = False
 
     def __init__(
-        self, path: str = "auto", strategy: str = "loop", chunk_size: int | None = None
+        self,
+        path: str = "auto",
+        strategy: str = "loop",
+        chunk_size: int | None = None,
+        max_block_numel: int | None = None,
+        jacobian_memory_limit: int = 256 * 2**20,
     ) -> None:
         super().__init__()
         if path not in PATHS:
@@ -242,7 +258,12 @@ class GradientAggregator(Balancer):
         self.path = path
         self.strategy = strategy
         self.chunk_size = chunk_size
+        self.max_block_numel = max_block_numel
+        self.jacobian_memory_limit = int(jacobian_memory_limit)
         self._last_weights: Tensor | None = None
+        self.current_losses: Tensor | None = None
+        self.current_activation: Tensor | None = None
+        self.extras: dict[str, float] = {}
 
     # -- the combination rule -----------------------------------------------------
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
@@ -253,88 +274,133 @@ class GradientAggregator(Balancer):
         """The update direction (P) from the K×P Jacobian. Pure but for method state."""
         if not self.gramian_based:
             raise NotImplementedError
-        w = self.weights_from_gramian(jacobian @ jacobian.T)
+        w = self._rule_weights(engine.scaled_gram(jacobian))
+        return w.to(jacobian.dtype) @ jacobian
+
+    def precomputed_weights(self, ctx: BalanceContext) -> Tensor | None:
+        """Weights known without any gradient this step (e.g. reused from an earlier
+        step, or random), or None. When given, the engine does one weighted backward."""
+        return None
+
+    def after_backward(self, ctx: BalanceContext) -> None:
+        """Called once ``.grad`` is filled (e.g. to clip the shared gradient)."""
+
+    def _rule_weights(self, gramian: Tensor) -> Tensor:
+        w = self.weights_from_gramian(gramian)
+        if not bool(torch.isfinite(w).all()):
+            raise PolytaskError(
+                f"{type(self).__name__} produced non-finite task weights {w.tolist()}"
+            )
         self._last_weights = w
-        return w @ jacobian
+        return w
 
     # -- the engine ---------------------------------------------------------------
-    def resolved_path(self) -> str:
-        """The path ``backward`` takes."""
-        if self.path == "auto":
-            return "gramian" if self.gramian_based else "jacobian"
-        return self.path
+    def resolved_path(self, ctx: BalanceContext | None = None) -> str:
+        """The path ``backward`` takes (for ``ctx``, when the choice depends on sizes)."""
+        if self.path != "auto":
+            return self.path
+        if not self.gramian_based or ctx is None:
+            return "jacobian"
+        k = len(ctx.losses)
+        size = sum(p.numel() * p.element_size() for p in ctx.shared_params) * k
+        return "gramian" if size > self.jacobian_memory_limit else "jacobian"
 
-    def _other_params(self, ctx: BalanceContext) -> list[list[Tensor]]:
-        """Per task: the non-shared parameters its loss reaches."""
+    def _block_numel(self, ctx: BalanceContext) -> int | None:
+        if self.max_block_numel is not None:
+            return self.max_block_numel
+        item = ctx.shared_params[0].element_size() if ctx.shared_params else 4
+        return max(1, self.jacobian_memory_limit // (len(ctx.losses) * item))
+
+    def _other_params(self, ctx: BalanceContext) -> list[Tensor]:
+        """The non-shared parameters the losses reach (task-specific ones)."""
         shared_ids = {id(p) for p in ctx.shared_params}
         if ctx.task_params is not None:
-            return [[p for p in ctx.task_params[n] if id(p) not in shared_ids] for n in ctx.names]
-        return [
-            [p for p in engine.leaf_parameters(loss) if id(p) not in shared_ids]
-            for loss in ctx.losses
-        ]
+            groups = [ctx.task_params[n] for n in ctx.names]
+        else:
+            groups = [engine.leaf_parameters(loss) for loss in ctx.losses]
+        union: dict[int, Tensor] = {}
+        for group in groups:
+            for p in group:
+                if id(p) not in shared_ids:
+                    union.setdefault(id(p), p)
+        return list(union.values())
 
     def _backward(self, ctx: BalanceContext) -> BalanceResult:
-        path = self.resolved_path()
         self._last_weights = None
-        if path == "representation":
-            return self._backward_representation(ctx)
-        if not ctx.shared_params:
-            raise PolytaskError(f"{type(self).__name__} needs shared_params")
-        if path == "gramian":
-            jac = engine.compute_jacobian(
-                ctx.losses, ctx.shared_params, self.strategy, True, self.chunk_size
-            )
-            gramian = jac @ jac.T
-            del jac
-            w = self.weights_from_gramian(gramian)
-            return self._weighted_backward(ctx, w)
-        return self._backward_jacobian(ctx)
+        self.extras = {}
+        self.current_losses = ctx.loss_values
+        self.current_activation = None
+        pre = self.precomputed_weights(ctx)
+        if pre is not None:
+            self._last_weights = pre
+            result = self._weighted_backward(ctx, pre)
+        else:
+            path = self.resolved_path(ctx)
+            if path == "representation":
+                result = self._backward_representation(ctx)
+            elif not ctx.shared_params:
+                raise PolytaskError(f"{type(self).__name__} needs shared_params")
+            elif path == "gramian":
+                gramian = engine.compute_gramian(
+                    ctx.losses, ctx.shared_params, self.strategy, self.chunk_size,
+                    self._block_numel(ctx),
+                )
+                result = self._weighted_backward(ctx, self._rule_weights(gramian))
+            else:
+                result = self._backward_jacobian(ctx)
+        self.after_backward(ctx)
+        result.extras.update(self.extras)
+        return result
+
+    def _weights_or_ones(self, k: int) -> Tensor:
+        w = self._last_weights
+        return torch.ones(k, dtype=torch.float64) if w is None else w.detach()
+
+    def _result(self, ctx: BalanceContext) -> BalanceResult:
+        w = self._weights_or_ones(len(ctx.names))
+        return BalanceResult(dict(zip(ctx.names, w.double().tolist())))
 
     def _weighted_backward(self, ctx: BalanceContext, w: Tensor) -> BalanceResult:
         w = w.detach()
-        total = sum(wk * loss for wk, loss in zip(w, ctx.losses))
-        if total.requires_grad:
+        total = sum(wk.to(loss.dtype) * loss for wk, loss in zip(w, ctx.losses))
+        if isinstance(total, Tensor) and total.requires_grad:
             total.backward()
-        return BalanceResult(dict(zip(ctx.names, w.tolist())))
+        return self._result(ctx)
+
+    def _backward_others(self, ctx: BalanceContext, retain_graph: bool) -> None:
+        others = self._other_params(ctx)
+        if not others:
+            return
+        w = self._weights_or_ones(len(ctx.losses))
+        total = sum(wk.to(loss.dtype) * loss for wk, loss in zip(w, ctx.losses))
+        if isinstance(total, Tensor) and total.requires_grad:
+            torch.autograd.backward(total, inputs=others, retain_graph=retain_graph)
 
     def _backward_jacobian(self, ctx: BalanceContext) -> BalanceResult:
-        others = self._other_params(ctx)
-        union: dict[int, Tensor] = {}
-        for group in others:
-            for p in group:
-                union.setdefault(id(p), p)
-        other_list = list(union.values())
-        inputs = ctx.shared_params + other_list
         jac = engine.compute_jacobian(
-            ctx.losses, inputs, self.strategy, False, self.chunk_size
+            ctx.losses, ctx.shared_params, self.strategy, True, self.chunk_size
         )
-        n_shared = sum(p.numel() for p in ctx.shared_params)
-        direction = self.aggregate(jac[:, :n_shared])
+        direction = self.aggregate(jac)
+        del jac
         engine.add_to_grad(ctx.shared_params, direction)
-        w = self._last_weights
-        if w is None:
-            w = torch.ones(len(ctx.losses), device=jac.device, dtype=jac.dtype)
-        if other_list:
-            engine.add_to_grad(other_list, w.detach() @ jac[:, n_shared:])
-        return BalanceResult(dict(zip(ctx.names, w.detach().tolist())))
+        self._backward_others(ctx, retain_graph=False)
+        return self._result(ctx)
 
     def _backward_representation(self, ctx: BalanceContext) -> BalanceResult:
         rep = ctx.representation
-        if rep is None or not rep.requires_grad:
+        if rep is None or not isinstance(rep, Tensor) or not rep.requires_grad:
             raise PolytaskError(
                 f"{type(self).__name__}(path='representation') needs representation="
                 "model.shared_representation (a tensor in the graph)"
             )
+        self.current_activation = rep.detach()
         jac = engine.compute_jacobian(ctx.losses, [rep], self.strategy, True, self.chunk_size)
         if self.gramian_based:
-            return self._weighted_backward(ctx, self.weights_from_gramian(jac @ jac.T))
+            w = self._rule_weights(engine.scaled_gram(jac))
+            del jac
+            return self._weighted_backward(ctx, w)
         direction = self.aggregate(jac).view_as(rep)
-        others = self._other_params(ctx)
-        union = list({id(p): p for group in others for p in group}.values())
-        if union:
-            torch.autograd.backward(sum(ctx.losses), inputs=union, retain_graph=True)
-        torch.autograd.backward(rep, grad_tensors=direction, inputs=ctx.shared_params)
-        ones = [1.0] * len(ctx.names)
-        return BalanceResult(dict(zip(ctx.names, ones)))
-
+        del jac
+        self._backward_others(ctx, retain_graph=True)
+        torch.autograd.backward(rep, grad_tensors=direction.to(rep.dtype))
+        return self._result(ctx)

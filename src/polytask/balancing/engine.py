@@ -11,6 +11,13 @@ representation):
 
 Gradients are returned flattened and concatenated over the inputs, one row per task:
 the K×P Jacobian. Inputs a loss does not reach get zeros.
+
+:func:`compute_gramian` gives the K×K Gramian ``J Jᵀ`` (float64, overflow-safe)
+without holding the whole Jacobian: it walks the inputs in blocks of at most
+``max_block_numel`` elements, computes the K×|block| Jacobian of one block, folds it
+into the Gramian and frees it before the next. Peak extra memory is K × the largest
+block (plus the batched backward's K × activation buffers with ``"batched"``); the
+price is one backward per block, each going from the losses down to that block only.
 """
 
 from __future__ import annotations
@@ -107,6 +114,69 @@ def compute_jacobian(
     if strategy == "batched":
         return jacobian_batched(losses, inputs, retain_graph, chunk_size)
     raise ValueError(f"unknown Jacobian strategy {strategy!r}; available: {STRATEGIES}")
+
+
+def scaled_gram(rows: Tensor) -> Tensor:
+    """``rows @ rows.T`` in float64, safe from overflow and underflow in float32.
+
+    The rows are divided by their largest absolute entry before the product and the
+    square of that scale is put back in float64, so gradients of 1e±30 give a finite,
+    exact-to-rounding Gramian.
+    """
+    scale = rows.detach().abs().amax() if rows.numel() else rows.new_zeros(())
+    if not bool(torch.isfinite(scale)):
+        raise FloatingPointError("a task gradient is not finite")
+    if float(scale) == 0.0:
+        return torch.zeros(rows.shape[0], rows.shape[0], dtype=torch.float64, device=rows.device)
+    unit = rows / scale
+    return (unit @ unit.T).to(torch.float64) * scale.to(torch.float64) ** 2
+
+
+def parameter_blocks(
+    inputs: Sequence[Tensor], max_block_numel: int | None
+) -> list[list[Tensor]]:
+    """Consecutive groups of ``inputs`` of at most ``max_block_numel`` elements each
+    (a single larger tensor forms its own block); one block when the bound is None."""
+    if max_block_numel is None:
+        return [list(inputs)]
+    blocks: list[list[Tensor]] = []
+    current: list[Tensor] = []
+    size = 0
+    for inp in inputs:
+        n = inp.numel()
+        if current and size + n > max_block_numel:
+            blocks.append(current)
+            current, size = [], 0
+        current.append(inp)
+        size += n
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def compute_gramian(
+    losses: Sequence[Tensor],
+    inputs: Sequence[Tensor],
+    strategy: str = "loop",
+    chunk_size: int | None = None,
+    max_block_numel: int | None = None,
+) -> Tensor:
+    """K×K Gramian ``J Jᵀ`` (float64) of the losses' gradients w.r.t. ``inputs``.
+
+    The graph is kept (a weighted backward follows). With ``max_block_numel`` the
+    Jacobian is never held whole: one block of inputs at a time is differentiated,
+    folded into the Gramian and freed.
+    """
+    gram = None
+    for block in parameter_blocks(inputs, max_block_numel):
+        jac = compute_jacobian(losses, block, strategy, True, chunk_size)
+        part = scaled_gram(jac)
+        del jac
+        gram = part if gram is None else gram + part
+    if gram is None:
+        k = len(losses)
+        return torch.zeros(k, k, dtype=torch.float64)
+    return gram
 
 
 def leaf_parameters(loss: Tensor) -> list[Tensor]:

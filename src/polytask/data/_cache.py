@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 import warnings
 from pathlib import Path
 
@@ -19,17 +19,22 @@ def signature(paths: list[Path], *extra: object) -> str:
     return "|".join(parts)
 
 
+def temp_sibling(path: Path) -> Path:
+    """A fresh name next to ``path`` for writing it atomically (write, then os.replace)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.part")
+
+
 def save(path: Path, arrays: dict[str, np.ndarray], *, compress: bool = False) -> None:
     """Write ``arrays`` to ``path`` atomically; warn (don't fail) if it can't be written."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        tmp = temp_sibling(path)
         try:
-            with os.fdopen(fd, "wb") as f:
+            with open(tmp, "xb") as f:  # unlike mkstemp, respects the umask
                 (np.savez_compressed if compress else np.savez)(f, **arrays)
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
     except OSError as e:
         warnings.warn(f"polytask: could not write cache {path}: {e}", stacklevel=3)

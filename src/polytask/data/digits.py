@@ -164,8 +164,8 @@ def _compose(
 
 
 def _to_unit_float(x: np.ndarray) -> np.ndarray:
-    if x.dtype == np.uint8:
-        return x.astype(np.float32) / np.float32(255)
+    if x.dtype == np.uint8:  # one pass, same values as x.astype(float32) / 255
+        return np.divide(x, np.float32(255), dtype=np.float32)
     return x.astype(np.float32, copy=False)
 
 
@@ -305,12 +305,14 @@ def _find_fashion(root: Path) -> dict[str, Path]:
                     break
         if len(found) == len(FASHION_FILES):
             return found
-    for key, base in FASHION_FILES.items():  # name the first file missing from data_dir
-        if not any((dirs[0] / n).is_file() for n in (f"{base}.gz", base)):
-            break
+    missing = next(  # name the first file missing from data_dir
+        base
+        for base in FASHION_FILES.values()
+        if not any((dirs[0] / n).is_file() for n in (f"{base}.gz", base))
+    )
     raise DatasetNotFoundError(
         "Fashion-MNIST",
-        dirs[0] / f"{FASHION_FILES[key]}.gz",
+        dirs[0] / f"{missing}.gz",
         fetch_name="fashion-mnist",
         data_dir=root,
         searched=dirs,

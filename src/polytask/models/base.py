@@ -32,6 +32,15 @@ class MultiTaskModel(nn.Module):
         """Parameters used by task ``name`` only."""
         raise NotImplementedError
 
+    def regularization(self) -> Tensor | None:
+        """An architecture's own penalty (soft-sharing distance, AdaShare's sparsity
+        and sharing losses, ...), computed after ``forward``; None when it has none.
+
+        Balancers add it to their update when wrapped by
+        :func:`polytask.balancing.penalty.attach` (see ``Regularized``).
+        """
+        return None
+
     def task_specific_parameters(self) -> dict[str, list[nn.Parameter]]:
         """``{task: [parameters of that task only]}`` for every task."""
         return {name: list(self.task_parameters(name)) for name in self.task_names}

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import PolytaskError
@@ -461,19 +460,23 @@ def _expert_kwargs(backbone: Backbone, arch: str, kwargs: dict[str, Any]) -> dic
 
 @register("mmoe")
 def _mmoe(tasks, backbone: Backbone, **kwargs: Any) -> MMoE:  # noqa: ANN001
+    """MMoE (Ma et al., KDD 2018): shared experts, one softmax gate per task."""
     return MMoE(backbone.make_encoder, tasks, **_expert_kwargs(backbone, "mmoe", kwargs))
 
 
 @register("dselect_k")
 def _dselect_k(tasks, backbone: Backbone, **kwargs: Any) -> DSelectK:  # noqa: ANN001
+    """DSelect-k (Hazimeh et al., NeurIPS 2021): MMoE with sparse differentiable top-k gates."""
     return DSelectK(backbone.make_encoder, tasks, **_expert_kwargs(backbone, "dselect_k", kwargs))
 
 
 @register("cgc")
 def _cgc(tasks, backbone: Backbone, **kwargs: Any) -> CGC:  # noqa: ANN001
+    """CGC (Tang et al., RecSys 2020): shared and task-specific experts, one level."""
     return CGC(backbone.make_encoder, tasks, **_expert_kwargs(backbone, "cgc", kwargs))
 
 
 @register("ple")
 def _ple(tasks, backbone: Backbone, **kwargs: Any) -> PLE:  # noqa: ANN001
+    """PLE (Tang et al., RecSys 2020): progressive layered extraction, several CGC levels."""
     return PLE(backbone.make_encoder, tasks, **_expert_kwargs(backbone, "ple", kwargs))

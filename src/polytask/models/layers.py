@@ -165,3 +165,15 @@ def backbone_in_features(backbone, arch: str) -> int:  # noqa: ANN001
     for d in backbone.input_shape:
         size *= int(d)
     return size
+
+
+def stage_kwargs(backbone, arch: str, kwargs: dict) -> dict:  # noqa: ANN001
+    """Head-size arguments for stage-based builders: a dry run when the input shape is
+    known, else the backbone's ``out_features`` (the stages compose to the encoder)."""
+    backbone_stages(backbone, arch)
+    example = backbone_example(backbone)
+    if example is not None:
+        kwargs.setdefault("example_input", example)
+    else:
+        kwargs.setdefault("out_features", backbone.out_features)
+    return kwargs

@@ -52,6 +52,7 @@ def get(name: str, **kwargs: Any) -> MultiTaskModel:
 
 
 @register("hard")
+@register("shared_bottom")
 def _hard_sharing(tasks, backbone: Backbone, **kwargs: Any) -> HardSharing:  # noqa: ANN001
     """Hard parameter sharing: one encoder shared by all tasks, one head each."""
     return HardSharing(

@@ -1,6 +1,6 @@
 """Shared machinery of the loss weightings: per-task state created once the tasks are
 known, an optional internal optimizer for the method's own parameters, and
-checkpointable non-parameter state.
+checkpoints without outside objects.
 
 Who steps a method's learnable parameters:
 
@@ -38,11 +38,13 @@ def task_names_of(tasks: Iterable[Any] | int) -> list[str]:
 class StatefulWeighting(LossWeighting):
     """A loss weighting with per-task state built once the tasks are known.
 
-    Subclasses implement :meth:`_build` (create parameters/buffers for K tasks) and list
-    the plain tensor attributes to checkpoint in ``_state_attrs``.
+    Subclasses implement :meth:`_build` (create parameters/buffers for K tasks). Plain
+    attributes (histories, inner optimizer) are checkpointed by the base class; those
+    naming outside objects are listed in ``_transient_attrs`` and left out.
     """
 
-    _state_attrs: tuple[str, ...] = ()
+    #: attributes that refer to outside objects and stay out of checkpoints
+    _transient_attrs: tuple[str, ...] = ()
     #: whether the method's parameters are stepped by an internal optimizer by default
     _optimizer_cls: type[torch.optim.Optimizer] = torch.optim.Adam
 
@@ -80,7 +82,7 @@ class StatefulWeighting(LossWeighting):
                 )
             return
         self.task_names = names
-        self._build(len(names), None, torch.get_default_dtype())
+        self._build(len(names), self.step.device, torch.get_default_dtype())
         self._built = True
         self._make_inner_optimizer()
 
@@ -135,21 +137,11 @@ class StatefulWeighting(LossWeighting):
 
     # -- checkpoints -------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"task_names": self.task_names, "built": self._built}
-        for attr in self._state_attrs:
-            state[attr] = getattr(self, attr, None)
-        if self._inner_optimizer is not None:
-            state["inner_optimizer"] = self._inner_optimizer.state_dict()
+        """The base class's state, less references to outside objects (models, ...)."""
+        state = super().get_extra_state()
+        for attr in self._transient_attrs:
+            state.pop(attr, None)
         return state
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        for attr in self._state_attrs:
-            if attr in state:
-                setattr(self, attr, state[attr])
-        if state.get("task_names") is not None and self.task_names is None:
-            self.task_names = list(state["task_names"])
-        if self._inner_optimizer is not None and "inner_optimizer" in state:
-            self._inner_optimizer.load_state_dict(state["inner_optimizer"])
 
 
 def as_weights_tensor(values: Iterable[float], like: Tensor) -> Tensor:

@@ -29,12 +29,28 @@ class FixedWeighting(LossWeighting):
 
     Args:
         weights: ``{task: weight}`` (tasks left out get 1.0) or a sequence in task
-            order. Extra cost per step: none.
+            order.
+        **task_weights: the same as keywords: ``FixedWeighting(income=2.0)``, or
+            ``weighted:income=2.0`` on the command line.
+
+    Extra cost per step: none.
     """
 
-    def __init__(self, weights: Mapping[str, float] | Sequence[float] | None = None) -> None:
+    def __init__(
+        self, weights: Mapping[str, float] | Sequence[float] | None = None, **task_weights: float
+    ) -> None:
         super().__init__()
-        self.user_weights = weights
+        if weights is not None and task_weights:
+            raise PolytaskError("give weights=... or task=weight keywords, not both")
+        if task_weights:
+            weights = task_weights
+        if weights is not None and not isinstance(weights, (Mapping, Sequence)):
+            raise PolytaskError(
+                f"weights must be a dict {{task: weight}} or a list, got {weights!r}"
+            )
+        if isinstance(weights, str):
+            raise PolytaskError(f"weights must be a dict or a list, got the string {weights!r}")
+        self.user_weights = dict(weights) if isinstance(weights, Mapping) else weights
 
     def weights(self, losses: Tensor, ctx: BalanceContext) -> Tensor:
         given = self.user_weights

@@ -74,7 +74,7 @@ class GradNorm(StatefulWeighting):
 
     needs_shared_params = True
     _has_parameters = True
-    _state_attrs = ("initial_losses",)
+    _transient_attrs = ("layer",)
 
     def __init__(
         self,

@@ -1,0 +1,59 @@
+"""IMTL-G: impartial gradient weighting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+
+from ..base import GradientAggregator
+from ..registry import register
+from ._common import to_weights
+from ._solvers import gramian_to_numpy, scale_of
+
+
+def active_tasks(g: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
+    """Mask of the tasks whose gradient is not zero (relative to the largest one)."""
+    return np.diag(g) > rtol * scale_of(g)
+
+
+@register("imtl-g")
+class IMTLG(GradientAggregator):
+    """IMTL-G, the gradient part of impartial multi-task learning (Liu et al., ICLR 2021,
+    "Towards Impartial Multi-task Learning").
+
+    Finds ``d = Σ_k α_k g_k`` with ``Σ α_k = 1`` whose projections on the unit task
+    gradients are all equal, ``dᵀ u_1 = … = dᵀ u_K`` (``u_k = g_k/‖g_k‖``): the paper's
+    closed form ``α_{2:K} = g_1 Uᵀ (D Uᵀ)⁻¹`` written as one K×K linear system on the
+    Gramian and solved by least squares (the minimum-norm solution when the system is
+    singular, e.g. for identical gradients).
+
+    Extra cost per step: the Jacobian or Gramian plus an O(K³) solve. Degenerate inputs:
+    tasks with a zero gradient are left out of the equal-projection condition and get
+    weight 0 (all zero: uniform weights, zero update); exactly opposite gradients give
+    equal weights and the zero update.
+    """
+
+    gramian_based = True
+
+    def __init__(self, **engine_options: Any) -> None:
+        super().__init__(**engine_options)
+
+    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+        g = gramian_to_numpy(gramian)
+        k = g.shape[0]
+        act = active_tasks(g)
+        w = np.zeros(k)
+        m = int(act.sum())
+        if m == 0:
+            return to_weights(np.full(k, 1.0 / k), gramian)
+        ga = g[np.ix_(act, act)] / scale_of(g)
+        norms = np.sqrt(np.diag(ga))
+        proj = ga / norms[:, None]  # proj[t, j] = u_tᵀ g_j
+        system = np.vstack([proj[:1] - proj[1:], np.ones((1, m))])
+        rhs = np.zeros(m)
+        rhs[-1] = 1.0
+        alpha = np.linalg.lstsq(system, rhs, rcond=1e-12)[0]
+        w[act] = alpha
+        return to_weights(w, gramian)

@@ -1,0 +1,100 @@
+"""Fast adaptive multitask optimization (FAMO)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ...errors import PolytaskError
+from ..base import BalanceContext, BalanceResult
+from ..registry import register
+from ._common import StatefulWeighting
+
+
+@register("famo")
+class FAMO(StatefulWeighting):
+    """FAMO (Liu, Feng, Stone & Liu, NeurIPS 2023, "FAMO: Fast adaptive multitask
+    optimization").
+
+    Task logits ``ξ`` give ``z = softmax(ξ)``. The network takes one backward of
+    ``Σ_k (z_k / c) log(L_k − L_k* + ε)`` with ``c = Σ_k z_k / (L_k − L_k* + ε)``
+    (``L* = 0``), i.e. the weights on ``∇L_k`` are ``z_k / (c (L_k + ε))`` (reported;
+    they sum to 1). After the step the logits move on the change of the log-losses,
+    ``δ_k = log L_k(before) − log L_k(after)``: ``ξ ← Adam(ξ, ∇_ξ (z·δ))`` with weight
+    decay ``γ``, so a task whose loss fell less gains weight.
+
+    Which "after" losses: call ``balancer.on_step_end(losses_after)`` after
+    ``optimizer.step()`` with the losses recomputed on the same batch (the paper's
+    protocol, one extra forward; ``needs_losses_after_step`` tells the Trainer). If it
+    is not called, the next ``backward`` uses its own batch's losses as the "after"
+    losses (no extra forward, a noisier estimate), so a plain loop needs nothing more.
+
+    Who steps ``ξ``: an internal Adam with the paper's code defaults ``lr=0.025``,
+    ``gamma=0.01`` (its weight decay), per step.
+
+    Extra cost per step: none beyond K logits (one backward, no per-task gradients).
+    """
+
+    _has_parameters = True
+    needs_losses_after_step = True
+
+    def __init__(
+        self,
+        tasks: Iterable[Any] | int | None = None,
+        lr: float = 0.025,
+        gamma: float = 0.01,
+        eps: float = 1e-8,
+    ) -> None:
+        if lr is None or lr <= 0:
+            raise PolytaskError("FAMO needs a positive lr for its logits")
+        self.eps = float(eps)
+        self._before: Tensor | None = None
+        super().__init__(tasks=tasks, lr=lr, weight_decay=gamma)
+
+    def _build(self, k: int, device: torch.device | None, dtype: torch.dtype) -> None:
+        self.logits = nn.Parameter(torch.zeros(k, device=device, dtype=dtype))
+
+    def update(self, losses_after: Tensor) -> None:
+        """Move the logits on ``δ = log L(before) − log L(after)`` (one Adam step)."""
+        if self._before is None:
+            return
+        after = losses_after.detach().to(self._before)
+        delta = torch.log(self._before + self.eps) - torch.log(after + self.eps)
+        with torch.enable_grad():
+            z = torch.softmax(self.logits, dim=0)
+            (grad,) = torch.autograd.grad(z, self.logits, grad_outputs=delta)
+        self.logits.grad = grad
+        self._step_inner()
+        self._before = None
+
+    def on_step_end(self, losses_after: Mapping[str, Tensor] | Tensor | None = None) -> None:
+        """After ``optimizer.step()``: give the same batch's losses at the new parameters."""
+        if losses_after is None:
+            return
+        if isinstance(losses_after, Mapping):
+            names = self.task_names or list(losses_after)
+            missing = set(names) - set(losses_after)
+            if missing:
+                raise PolytaskError(f"FAMO.on_step_end lacks losses of tasks {sorted(missing)}")
+            losses_after = torch.stack([torch.as_tensor(losses_after[n]).reshape(())
+                                        for n in names])
+        self.update(losses_after)
+
+    def _backward(self, ctx: BalanceContext) -> BalanceResult:
+        self._ensure_built(ctx)
+        values = ctx.loss_values
+        if self._before is not None:  # no on_step_end since the last step
+            self.update(values)
+        z = torch.softmax(self.logits.detach(), dim=0)
+        shifted = torch.stack(ctx.losses) + self.eps
+        c = (z / shifted.detach()).sum()
+        total = (z / c * torch.log(shifted)).sum()
+        if total.requires_grad:
+            total.backward()
+        self._before = values.clone()
+        w = z / (c * shifted.detach())
+        extras = {f"z/{n}": float(v) for n, v in zip(ctx.names, z)}
+        return BalanceResult(dict(zip(ctx.names, w.tolist())), extras)

@@ -1,0 +1,58 @@
+"""Random loss weighting (RLW)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ...errors import PolytaskError
+from ..base import BalanceContext, LossWeighting
+from ..registry import register
+
+DISTRIBUTIONS = ("normal", "uniform", "dirichlet", "bernoulli")
+
+
+@register("rlw")
+class RandomLossWeighting(LossWeighting):
+    """Random loss weighting (Lin et al., TMLR 2022, "Reasonable
+    effectiveness of random weighting").
+
+    At every step fresh weights are drawn: ``w = softmax(λ)`` with ``λ ~ N(0, I)``
+    (``distribution="normal"``, the paper's main choice), or from the paper's other
+    samplers: ``"uniform"`` (softmax of U(0,1)), ``"dirichlet"`` (Dir(1)) or
+    ``"bernoulli"`` (a random non-empty subset, normalised). Weights sum to 1 and are
+    equal in expectation. ``seed`` makes the sequence reproducible.
+
+    Extra cost per step: none (K random numbers).
+    """
+
+    def __init__(self, distribution: str = "normal", seed: int | None = None) -> None:
+        super().__init__()
+        if distribution not in DISTRIBUTIONS:
+            raise PolytaskError(
+                f"unknown RLW distribution {distribution!r}; choose from {DISTRIBUTIONS}"
+            )
+        self.distribution = distribution
+        self.generator = torch.Generator()
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        else:
+            self.generator.seed()
+
+    def sample(self, k: int) -> Tensor:
+        """K weights drawn from the chosen distribution (on the CPU)."""
+        g = self.generator
+        if self.distribution == "normal":
+            return torch.softmax(torch.randn(k, generator=g), dim=0)
+        if self.distribution == "uniform":
+            return torch.softmax(torch.rand(k, generator=g), dim=0)
+        if self.distribution == "dirichlet":
+            e = -torch.log(torch.rand(k, generator=g).clamp_min(1e-12))  # Gamma(1) draws
+            return e / e.sum()
+        while True:
+            b = (torch.rand(k, generator=g) < 0.5).float()
+            if b.sum() > 0:
+                return b / b.sum()
+
+    def weights(self, losses: Tensor, ctx: BalanceContext) -> Tensor:
+        return self.sample(losses.numel()).to(losses)

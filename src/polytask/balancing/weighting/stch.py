@@ -1,0 +1,114 @@
+"""Smooth Tchebycheff scalarization (STCH)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from ...errors import PolytaskError
+from ..base import BalanceContext
+from ..registry import register
+from ._common import StatefulWeighting
+
+
+def stch_weights(log_losses: Tensor, mu: float, preference: Tensor | None = None) -> Tensor:
+    """The weights of STCH on the (log, normalised) losses: ``softmax(λ ⊙ l / μ)``.
+
+    ``μ → 0`` gives all weight to the worst task (Tchebycheff); ``μ → ∞`` equal weights
+    (linear scalarization).
+    """
+    lam = torch.ones_like(log_losses) if preference is None else preference
+    return torch.softmax(lam * log_losses / mu, dim=0)
+
+
+@register("stch")
+class SmoothTchebycheff(StatefulWeighting):
+    """Smooth Tchebycheff scalarization (Lin et al., ICML 2024, "Smooth Tchebycheff
+    scalarization for multi-objective optimization").
+
+    Minimises ``K μ log Σ_k exp(λ_k l_k / μ)`` with ``l_k = log(L_k / N_k)``, a smooth
+    maximum of the (normalised) task losses: the gradient is
+    ``Σ_k K softmax_k(λ l / μ) ∇l_k``, so the worst-off task gets the most weight.
+    ``N`` (the nadir) is the mean loss over the last warm-up epoch; during the
+    ``warmup_epochs`` the model trains on ``Σ_k log L_k``. Defaults ``μ = 1``,
+    4 warm-up epochs follow the authors' deep-MTL code (there the nadir is averaged over
+    one extra epoch after the warm-up; here over the last warm-up epoch).
+
+    Per epoch: call ``on_epoch_end()`` after each epoch (the Trainer does) so the
+    warm-up ends; ``warmup_epochs=0`` skips it (``N = 1``, no call needed).
+
+    Reported weights: the factor on ``∇L_k``, ``K softmax_k / L_k`` (or ``1/L_k``
+    during warm-up).
+
+    Extra cost per step: none (K numbers of state).
+    """
+
+
+    def __init__(
+        self,
+        mu: float = 1.0,
+        warmup_epochs: int = 4,
+        preference: Mapping[str, float] | Sequence[float] | None = None,
+        eps: float = 1e-20,
+    ) -> None:
+        if mu <= 0:
+            raise PolytaskError(f"STCH mu must be positive, got {mu}")
+        self.mu = float(mu)
+        self.warmup_epochs = int(warmup_epochs)
+        self.preference = preference
+        self.eps = float(eps)
+        self.epoch = 0
+        self.nadir: Tensor | None = None
+        self._sum: Tensor | None = None
+        self._count = 0
+        super().__init__()
+
+    def _preference(self, names: list[str], like: Tensor) -> Tensor | None:
+        p = self.preference
+        if p is None:
+            return None
+        if isinstance(p, Mapping):
+            unknown = set(p) - set(names)
+            if unknown:
+                raise PolytaskError(f"STCH preference for unknown tasks {sorted(unknown)}")
+            values = [float(p.get(n, 1.0)) for n in names]
+        else:
+            values = [float(v) for v in p]
+            if len(values) != len(names):
+                raise PolytaskError(f"{len(values)} STCH preferences for tasks {names}")
+        return torch.tensor(values, dtype=like.dtype, device=like.device)
+
+    @property
+    def warming_up(self) -> bool:
+        """Whether the model still trains on the sum of log-losses."""
+        return self.epoch < self.warmup_epochs
+
+    def combine(self, ctx: BalanceContext) -> tuple[Tensor, Tensor]:
+        losses = torch.stack(ctx.losses)
+        values = losses.detach()
+        k = len(ctx.losses)
+        if self.warming_up:
+            if self.epoch == self.warmup_epochs - 1:
+                self._sum = values.clone() if self._sum is None else self._sum + values
+                self._count += 1
+            total = torch.log(losses + self.eps).sum()
+            return total, 1.0 / (values + self.eps)
+        nadir = torch.ones_like(values) if self.nadir is None else self.nadir.to(values)
+        logs = torch.log(losses / nadir + self.eps)
+        lam = self._preference(ctx.names, values)
+        scaled = (logs if lam is None else lam * logs) / self.mu
+        total = k * self.mu * torch.logsumexp(scaled, dim=0)
+        soft = stch_weights(logs.detach(), self.mu, lam)
+        w = k * soft * (1.0 if lam is None else lam) / (values + self.eps)
+        return total, w
+
+    def on_epoch_end(
+        self, epoch: int | None = None, train_losses: Mapping[str, float] | None = None
+    ) -> None:
+        """Close an epoch; at the end of the warm-up, fix the nadir."""
+        if self.warming_up and self.epoch == self.warmup_epochs - 1 and self._count:
+            self.nadir = self._sum / self._count
+            self._sum, self._count = None, 0
+        self.epoch += 1

@@ -1,0 +1,64 @@
+"""Data sets for multi-task learning, as numpy arrays read from local files.
+
+Nothing is downloaded at load time. ``polytask data get NAME`` (or :func:`fetch`) puts
+the raw files in the data directory (``$POLYTASK_DATA``, else ``~/.cache/polytask/data``);
+a loader whose files are missing raises :class:`DatasetNotFoundError` naming that command.
+"""
+
+from polytask.data.census_income import (
+    CENSUS_COLUMNS,
+    CENSUS_NUMERIC_COLUMNS,
+    CENSUS_TASK_GROUPS,
+    COLLEGE_DEGREES,
+    CensusIncome,
+    load_census_income,
+)
+from polytask.data.digits import (
+    FASHION_MNIST_CLASSES,
+    OverlappingPairs,
+    load_fashion_mnist,
+    load_mnist,
+    load_multidigits,
+    load_multifashion,
+    load_multifashion_mnist,
+    load_multimnist,
+    make_overlapping_pairs,
+    read_idx,
+)
+from polytask.data.fetch import (
+    DATASET_NAMES,
+    FetchError,
+    extract_census_income,
+    extract_mnist,
+    fetch,
+)
+from polytask.data.paths import DATA_ENV_VAR, DatasetNotFoundError, default_data_dir
+from polytask.data.splits import Split
+
+__all__ = [
+    "CENSUS_COLUMNS",
+    "CENSUS_NUMERIC_COLUMNS",
+    "CENSUS_TASK_GROUPS",
+    "COLLEGE_DEGREES",
+    "DATASET_NAMES",
+    "DATA_ENV_VAR",
+    "FASHION_MNIST_CLASSES",
+    "CensusIncome",
+    "DatasetNotFoundError",
+    "FetchError",
+    "OverlappingPairs",
+    "Split",
+    "default_data_dir",
+    "extract_census_income",
+    "extract_mnist",
+    "fetch",
+    "load_census_income",
+    "load_fashion_mnist",
+    "load_mnist",
+    "load_multidigits",
+    "load_multifashion",
+    "load_multifashion_mnist",
+    "load_multimnist",
+    "make_overlapping_pairs",
+    "read_idx",
+]
