@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..errors import PolytaskError
 from ..tasks import Task, as_task_dict
+from ..tasks.graph import extra_input_features, has_inputs_from, prediction_order, run_heads
 from .base import MultiTaskModel
 
 
@@ -39,7 +40,9 @@ class HardSharing(MultiTaskModel):
     (``task.build_head(in_features)``, by default a linear layer), so the encoder's
     output size must be known: from ``encoder_out_features``, an ``out_features``
     attribute of the encoder, or a dry run on ``example_input``. The representation
-    is flattened to (batch, features) before default heads.
+    is flattened to (batch, features) before default heads. A task declared with
+    ``inputs_from=(...)`` gets, as head input, the flattened representation
+    concatenated with those tasks' predictions (:mod:`polytask.tasks.graph`).
 
     Extra cost per step: none beyond the encoder and heads themselves.
 
@@ -71,14 +74,18 @@ class HardSharing(MultiTaskModel):
         self.encoder = encoder
         if len(heads) < len(self.tasks):
             size = encoder_out_features or infer_out_features(encoder, example_input)
+            extra = extra_input_features(self.tasks)  # estimates as features (inputs_from)
             for name, task in self.tasks.items():
                 if name not in heads:
-                    heads[name] = nn.Sequential(nn.Flatten(), task.build_head(size))
+                    heads[name] = nn.Sequential(nn.Flatten(), task.build_head(size + extra[name]))
         self.heads = nn.ModuleDict({name: heads[name] for name in self.task_names})
+        self._order = prediction_order(self.tasks) if has_inputs_from(self.tasks) else None
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         representation = self.encoder(x)
         self.shared_representation = representation
+        if self._order is not None:
+            return run_heads(self.tasks, self.heads, representation, self._order)
         return {name: head(representation) for name, head in self.heads.items()}
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:

@@ -177,3 +177,55 @@ def stage_kwargs(backbone, arch: str, kwargs: dict) -> dict:  # noqa: ANN001
     else:
         kwargs.setdefault("out_features", backbone.out_features)
     return kwargs
+
+
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:  # noqa: ANN001
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: ANN001
+        return -ctx.scale * grad, None
+
+
+def reverse_gradient(x: Tensor, scale: float = 1.0) -> Tensor:
+    """Identity forward; multiplies the gradient by ``-scale`` backward (Ganin &
+    Lempitsky, ICML 2015)."""
+    return _ReverseGradient.apply(x, float(scale))
+
+
+class GradientReversal(nn.Module):
+    """Gradient reversal layer (Ganin & Lempitsky, ICML 2015, "Unsupervised domain
+    adaptation by backpropagation").
+
+    Identity in the forward pass; the gradient is multiplied by ``-scale`` on the way
+    back. Put it at the start of an adversarial auxiliary task's head: the head learns
+    to predict its target while the shared layers learn to remove that information
+    (e.g. a domain or a protected attribute). Extra cost per step: none.
+    """
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = float(scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return reverse_gradient(x, self.scale)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}"
+
+
+def with_adversarial_head(task: Task, scale: float = 1.0) -> Task:
+    """A copy of ``task`` whose head starts with a :class:`GradientReversal` layer, then
+    the task's own head (its ``head`` factory, or a linear layer): an adversarial
+    auxiliary task, e.g. ``with_adversarial_head(Binary("domain", auxiliary=True))``."""
+    import dataclasses
+
+    def build(in_features: int) -> nn.Module:
+        inner = (task.head(in_features) if task.head is not None
+                 else nn.Linear(in_features, task.out_features))
+        return nn.Sequential(GradientReversal(scale), inner)
+
+    return dataclasses.replace(task, head=build)

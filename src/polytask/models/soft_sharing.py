@@ -149,6 +149,6 @@ class SoftSharing(MultiTaskModel):
 
 @register("soft_sharing")
 def _soft_sharing(tasks, backbone: Backbone, **kwargs: Any) -> SoftSharing:  # noqa: ANN001
-    """Soft sharing (Duong et al. 2015; Yang & Hospedales 2017): one network per task, l2/trace-norm tie."""
+    """Soft sharing (Duong et al., ACL 2015; Yang & Hospedales, 2017): tied task networks."""
     kwargs.setdefault("encoder_out_features", backbone.out_features)
     return SoftSharing(backbone.make_encoder, tasks, **kwargs)

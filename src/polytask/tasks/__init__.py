@@ -2,6 +2,7 @@
 
 from .base import MISSING_CLASS, Binary, Custom, Multiclass, MultiLabel, Regression, Task
 from .collection import as_task_dict
+from .reconstruction import Reconstruction, add_input_target
 
 __all__ = [
     "MISSING_CLASS",
@@ -9,7 +10,9 @@ __all__ = [
     "Custom",
     "MultiLabel",
     "Multiclass",
+    "Reconstruction",
     "Regression",
     "Task",
+    "add_input_target",
     "as_task_dict",
 ]

@@ -37,11 +37,16 @@ class Task:
         name: the key of this task in model outputs and batches.
         auxiliary: trained but left out of Δm and model selection.
         head: a factory ``in_features -> nn.Module``; default a linear layer.
+        inputs_from: tasks whose predictions this task's head also reads ("estimates as
+            features"; see :mod:`polytask.tasks.graph`).
+        detach_inputs: feed those predictions without gradient (default) or with it.
     """
 
     name: str
     auxiliary: bool = field(default=False, kw_only=True)
     head: HeadFactory | None = field(default=None, kw_only=True)
+    inputs_from: tuple[str, ...] = field(default=(), kw_only=True)
+    detach_inputs: bool = field(default=True, kw_only=True)
 
     kind = "task"
 

@@ -91,7 +91,7 @@ def min_norm_two(g: np.ndarray) -> np.ndarray:
     return np.array([gamma, 1.0 - gamma])
 
 
-def min_norm_wolfe(g: np.ndarray, tol: float = 1e-12, max_iter: int | None = None) -> np.ndarray:
+def min_norm_wolfe(g: np.ndarray, tol: float = 1e-10, max_iter: int | None = None) -> np.ndarray:
     """Exact min-norm point of the convex hull by Wolfe's algorithm (1976), on the Gramian.
 
     Finite active-set method: the corral ``S`` stays affinely independent, each major
@@ -105,9 +105,13 @@ def min_norm_wolfe(g: np.ndarray, tol: float = 1e-12, max_iter: int | None = Non
     w = np.zeros(k)
     w[i0] = 1.0
     active = [i0]
+    best = np.inf
     for _ in range(max_iter):
         gw = g @ w
         norm2 = float(w @ gw)
+        if norm2 >= best - 1e-15:  # no progress: round-off in the Gramian (e.g. float32)
+            return w_best
+        best, w_best = norm2, w
         j = int(np.argmin(gw))
         if norm2 - gw[j] <= tol * max(1.0, norm2) or j in active:
             return w

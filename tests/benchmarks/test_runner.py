@@ -1,0 +1,31 @@
+"""Benchmark runner pieces: method specs, Δm per run, baselines cache, table."""
+
+import pytest
+
+from polytask.benchmarks import BenchmarkRunner, format_table, get, parse_method
+from polytask.errors import PolytaskError
+
+
+def test_parse_method_specs():
+    assert parse_method("ew") == ("ew", {})
+    assert parse_method("cagrad:c=0.4,path=gramian") == ("cagrad", {"c": 0.4, "path": "gramian"})
+    assert parse_method("weighted:weights={'a': 2, 'b': 1}") == (
+        "weighted", {"weights": {"a": 2, "b": 1}}
+    )
+    with pytest.raises(PolytaskError, match="not key=value"):
+        parse_method("cagrad:0.4")
+
+
+def test_runner_caches_baselines_and_reports_delta_m(tmp_path):
+    logs = []
+    runner = BenchmarkRunner(get("multidigits"), out_dir=tmp_path, epochs=1, progress=False,
+                             log=logs.append)
+    results = runner.run(["ew"], seeds=[0])
+    assert len([line for line in logs if "single-task" in line]) == 2
+    run = results.runs[0]
+    assert run.delta_m is not None
+    table = format_table(results)
+    assert table.splitlines()[0].split()[:2] == ["method", "arch"]
+    logs.clear()
+    runner.run(["ew"], seeds=[0])  # baselines come from the cache
+    assert not [line for line in logs if "single-task" in line]
