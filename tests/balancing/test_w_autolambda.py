@@ -107,7 +107,7 @@ def test_auto_lambda_raises_helpful_and_lowers_harmful_task():
     assert result.weights["good"] == pytest.approx(lam[1].item())
     # the model's gradient is sum_k lambda_k grad L_k with the updated weights
     losses = train_losses(model)
-    expected = sum(w * l for w, l in zip(lam, losses.values()))
+    expected = sum(w * loss for w, loss in zip(lam, losses.values()))
     (g,) = torch.autograd.grad(expected, [model.theta])
     assert torch.allclose(model.theta.grad, g, rtol=1e-5)
     assert balancer.extra_parameters() == []  # stepped by its own Adam

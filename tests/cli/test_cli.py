@@ -3,8 +3,6 @@
 import csv
 import json
 
-import pytest
-
 from polytask.cli import main
 
 
@@ -47,5 +45,19 @@ def test_list_shows_benchmarks_methods_architectures(capsys):
 
 
 def test_data_get_unknown_name(capsys):
-    with pytest.raises(Exception, match="census-income"):
-        main(["data", "get", "nope"])
+    assert main(["data", "get", "nope"]) == 2
+    assert "census-income" in capsys.readouterr().err
+
+
+def test_bench_config_file(tmp_path, capsys):
+    config = tmp_path / "bench.yaml"
+    out = tmp_path / "cfg-run"
+    config.write_text(
+        f"name: multidigits\nmethods: [ew, 'weighted:left=3.0']\nepochs: 1\nout: {out}\n"
+    )
+    assert main(["bench", "--config", str(config), "--no-progress"]) == 0
+    assert "weighted:left=3.0" in (out / "results.txt").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: multidigits\nmethod: ew\n")
+    assert main(["bench", "--config", str(bad)]) == 2
+    assert "unknown keys ['method']" in capsys.readouterr().err

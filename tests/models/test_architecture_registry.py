@@ -38,7 +38,7 @@ def test_builds_runs_and_splits_on_an_mlp(name):
 
 
 @pytest.mark.parametrize("name", ["hard", "cross_stitch", "mtan", "adashare", "branched",
-                                  "learning_to_branch", "soft_sharing", "mmoe"])
+                                  "learning_to_branch", "soft_sharing", "mmoe", "ple", "sluice"])
 def test_builds_and_runs_on_a_cnn(name):
     torch.manual_seed(0)
     model = models.get(name, tasks=tasks3(), backbone=cnn_backbone())

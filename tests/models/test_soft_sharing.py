@@ -91,3 +91,17 @@ def test_bad_input():
         SoftSharing(mlp, tasks3(), penalty="l1")
     with pytest.raises(PolytaskError, match="penalty"):
         Regularized("ew")
+
+
+def test_wrapper_state_holds_no_model_parameters_and_round_trips():
+    torch.manual_seed(0)
+    model = SoftSharing(mlp, tasks3())
+    balancer = Regularized("ew", penalty=model, weight=2.0)
+    out = model(X)
+    balancer.backward({k: v.float().pow(2).mean() for k, v in out.items()})
+    state = balancer.state_dict()
+    assert not any(k.startswith("encoders") for k in state)
+    assert balancer.extra_parameters() == []
+    fresh = Regularized("ew", penalty=model)
+    fresh.load_state_dict(state)
+    assert fresh.weight == 2.0 and int(fresh.step) == 1 and fresh.task_names == ["r", "b", "m"]

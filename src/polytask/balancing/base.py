@@ -350,6 +350,7 @@ class GradientAggregator(Balancer):
                 result = self._backward_jacobian(ctx)
         self.after_backward(ctx)
         result.extras.update(self.extras)
+        self.current_activation = None  # do not keep the batch's activation alive
         return result
 
     def _weights_or_ones(self, k: int) -> Tensor:

@@ -46,18 +46,25 @@ def _flatten(grads: Sequence[Tensor | None], inputs: Sequence[Tensor], rows: int
 def jacobian_loop(
     losses: Sequence[Tensor], inputs: Sequence[Tensor], retain_graph: bool = True
 ) -> Tensor:
-    """K×P Jacobian by one ``autograd.grad`` call per loss."""
-    rows = []
+    """K×P Jacobian by one ``autograd.grad`` call per loss (rows written in place, so
+    the peak is the K×P result plus one task's gradients)."""
+    sizes = [inp.numel() for inp in inputs]
+    ref = inputs[0] if inputs else torch.zeros(())
+    out = torch.zeros(len(losses), sum(sizes), device=ref.device, dtype=ref.dtype)
     last = len(losses) - 1
     for k, loss in enumerate(losses):
         if not loss.requires_grad:
-            rows.append(_flatten([None] * len(inputs), inputs, None))
             continue
         grads = torch.autograd.grad(
             loss, inputs, retain_graph=retain_graph or k < last, allow_unused=True
         )
-        rows.append(_flatten(grads, inputs, None))
-    return torch.stack(rows)
+        offset = 0
+        for grad, n in zip(grads, sizes):
+            if grad is not None:
+                out[k, offset : offset + n] = grad.reshape(-1)
+            offset += n
+        del grads
+    return out
 
 
 def jacobian_batched(
@@ -123,11 +130,16 @@ def scaled_gram(rows: Tensor) -> Tensor:
     square of that scale is put back in float64, so gradients of 1e±30 give a finite,
     exact-to-rounding Gramian.
     """
-    scale = rows.detach().abs().amax() if rows.numel() else rows.new_zeros(())
+    rows = rows.detach()
+    scale = rows.abs().amax() if rows.numel() else rows.new_zeros(())
     if not bool(torch.isfinite(scale)):
         raise FloatingPointError("a task gradient is not finite")
-    if float(scale) == 0.0:
-        return torch.zeros(rows.shape[0], rows.shape[0], dtype=torch.float64, device=rows.device)
+    value = float(scale)
+    k = rows.shape[0]
+    if value == 0.0:
+        return torch.zeros(k, k, dtype=torch.float64, device=rows.device)
+    if rows.dtype == torch.float64 or 1e-15 <= value <= 1e15 / max(1, rows.shape[1]) ** 0.5:
+        return (rows @ rows.T).to(torch.float64)  # no overflow/underflow: no copy needed
     unit = rows / scale
     return (unit @ unit.T).to(torch.float64) * scale.to(torch.float64) ** 2
 

@@ -88,6 +88,17 @@ class Regularized(Balancer):
         self.weight = float(weight)
         self.needs_shared_params = self.inner.needs_shared_params
 
+    def __getattr__(self, name: str) -> Any:
+        """Anything else (``prepare``, ``attach``, method attributes) is the inner
+        balancer's, so code that inspects a balancer sees through the wrapper."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            inner = self.__dict__.get("_modules", {}).get("inner")
+            if inner is None:
+                raise
+            return getattr(inner, name)
+
     def extra_parameters(self) -> list[nn.Parameter]:
         return self.inner.extra_parameters()
 

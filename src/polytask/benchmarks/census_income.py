@@ -40,6 +40,7 @@ def _backbone(data: BenchmarkData) -> Backbone:
         out_features=HIDDEN[-1],
         make_stages=lambda: mlp_stages(d, HIDDEN),
         stage_channels=HIDDEN,
+        input_shape=(d,),
     )
 
 

@@ -57,6 +57,7 @@ def _backbone(
             out_features=hidden,
             make_stages=stages,
             stage_channels=(*channels, hidden),
+            input_shape=tuple(data.train.inputs.shape[1:]),
         )
 
     return build

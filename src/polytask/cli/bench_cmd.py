@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import PolytaskError
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``bench`` subcommand."""
@@ -17,15 +19,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "for each seed; print per-task test metrics and Δm (mean ± std over seeds); write "
         "results.json, results.csv and results.txt to --out.",
     )
-    p.add_argument("name", help="benchmark name (see `polytask list`)")
+    p.add_argument("name", nargs="?", help="benchmark name (see `polytask list`)")
     p.add_argument(
-        "--methods", default="ew",
+        "--config", type=Path, default=None,
+        help="YAML file with any of: name, methods (list), arch (list), seeds, epochs, "
+        "batch_size, lr, out, data_dir; command-line options given explicitly win",
+    )
+    p.add_argument(
+        "--methods", default=None,
         help="comma-separated balancing methods; hyper-parameters as "
         "name:key=value (e.g. cagrad:c=0.4). Separate methods with ';' when a spec "
         "holds commas.",
     )
-    p.add_argument("--arch", default="hard", help="comma-separated architectures")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1)")
+    p.add_argument("--arch", default=None, help="comma-separated architectures (default hard)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds, 0..N-1 (default 1)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the benchmark's)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -43,10 +50,41 @@ def _split_methods(text: str) -> list[str]:
     return [m.strip() for m in text.split(",") if m.strip()]
 
 
+_CONFIG_KEYS = ("name", "methods", "arch", "seeds", "epochs", "batch_size", "lr", "out", "data_dir")
+
+
+def apply_config(args: argparse.Namespace) -> None:
+    """Fill options not given on the command line from ``--config`` and defaults."""
+    config: dict = {}
+    if args.config is not None:
+        import yaml
+
+        config = yaml.safe_load(args.config.read_text()) or {}
+        unknown = set(config) - set(_CONFIG_KEYS)
+        if unknown:
+            raise PolytaskError(
+                f"{args.config}: unknown keys {sorted(unknown)}; allowed: {list(_CONFIG_KEYS)}"
+            )
+        for key in ("methods", "arch"):
+            if isinstance(config.get(key), list):
+                config[key] = ";".join(str(v) for v in config[key])
+        for key in ("out", "data_dir"):
+            if config.get(key) is not None:
+                config[key] = Path(config[key])
+    defaults = {"methods": "ew", "arch": "hard", "seeds": 1}
+    for key in _CONFIG_KEYS:
+        if getattr(args, key) is None:
+            setattr(args, key, config.get(key, defaults.get(key)))
+    if args.name is None:
+        raise PolytaskError("give a benchmark name (or `name:` in --config)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table."""
     from ..benchmarks import BenchmarkRunner, format_table
     from ..benchmarks import get as get_benchmark
+
+    apply_config(args)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -63,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     methods = _split_methods(args.methods)
-    archs = [a.strip() for a in args.arch.split(",") if a.strip()]
+    archs = _split_methods(args.arch)
     print(f"{benchmark.name}: {benchmark.description}")
     print(f"methods {methods}, architectures {archs}, seeds {args.seeds}, out {out}")
     results = runner.run(methods, archs, range(args.seeds))

@@ -20,11 +20,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch each named data set (nothing is redone when the files are there)."""
-    from ..data import default_data_dir, fetch
+    from ..data import DATASET_NAMES, default_data_dir, fetch
+    from ..errors import UnknownNameError
 
     if args.action == "where":
         print(default_data_dir())
         return 0
+    for name in args.names:
+        if name not in DATASET_NAMES:
+            raise UnknownNameError(
+                f"unknown data set {name!r}; available: {', '.join(DATASET_NAMES)}"
+            )
     for name in args.names:
         path = fetch(name, args.data_dir)
         print(f"{name}: {path}")

@@ -270,7 +270,8 @@ class AdaShare(MultiTaskModel):
         alpha = self.select_probabilities()  # (K, L)
         sparsity = torch.log(alpha[:, active]).sum()
         num = self.num_blocks
-        depth = torch.tensor([(num - (i + 1)) / num for i in active], dtype=alpha.dtype)
+        depth = torch.tensor([(num - (i + 1)) / num for i in active], dtype=alpha.dtype,
+                             device=alpha.device)
         sharing = alpha.new_zeros(())
         for a in range(len(self.task_names)):
             for b in range(a + 1, len(self.task_names)):

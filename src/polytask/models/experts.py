@@ -194,7 +194,7 @@ class DSelectGate(nn.Module):
         of two."""
         r = self.last_selectors
         if r is None:
-            return torch.zeros(())
+            return self.codes.new_zeros((), dtype=torch.float32)
         penalty = -(r * torch.log(r + 1e-6)).sum(dim=-1).mean()
         if self.num_experts != 2**self.num_bits:
             penalty = penalty + (1.0 / r.sum(dim=-1)).mean()
@@ -253,10 +253,11 @@ class DSelectK(MMoE):
             in_features, self.num_experts, self.num_nonzeros, self.gamma, self.per_example
         )
 
-    def regularization(self) -> Tensor:
-        """``entropy_weight × Σ_tasks`` selector entropy of the last training forward."""
+    def regularization(self) -> Tensor | None:
+        """``entropy_weight × Σ_tasks`` selector entropy of the last training forward
+        (None in evaluation mode)."""
         if not self.training or self.entropy_weight == 0:
-            return torch.zeros(())
+            return None
         return self.entropy_weight * sum(g.regularization() for g in self.gates.values())
 
 
@@ -338,7 +339,8 @@ class PLE(MultiTaskModel):
         tasks: the task specs.
         num_levels: extraction levels (default 2).
         num_shared_experts / num_task_experts: experts per level.
-        make_upper_expert: returns a fresh expert for levels 2.. (maps D -> D).
+        make_upper_expert: returns a fresh expert for levels 2.. (maps the flattened
+            D-vector to D; default ``Flatten, Linear(D, D), ReLU``).
         in_features / expert_out_features / heads / example_input: as :class:`MMoE`.
     """
 
@@ -374,7 +376,9 @@ class PLE(MultiTaskModel):
         levels = [first]
         if self.num_levels > 1:
             d = self._expert_out(probe, example_input)
-            upper = make_upper_expert or (lambda: nn.Sequential(nn.Linear(d, d), nn.ReLU()))
+            upper = make_upper_expert or (
+                lambda: nn.Sequential(nn.Flatten(), nn.Linear(d, d), nn.ReLU())
+            )
             for j in range(1, self.num_levels):
                 levels.append(
                     _Level(self.task_names, upper, d, num_shared_experts, num_task_experts,

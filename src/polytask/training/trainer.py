@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..balancing import Balancer
 from ..balancing import get as get_balancer
+from ..balancing.penalty import attach as attach_penalty
 from ..errors import PolytaskError
 from ..models import MultiTaskModel
 from ..tasks import Task, as_task_dict
@@ -86,6 +87,7 @@ class Trainer:
         )
         self.model = model.to(self.device)
         self.balancer = get_balancer(balancer) if isinstance(balancer, str) else balancer
+        self.balancer = attach_penalty(self.balancer, model)  # architecture penalties, if any
         self.balancer.to(self.device)
         if shared_params is not None:
             self.shared_params = list(shared_params)
@@ -198,6 +200,8 @@ class Trainer:
         for epoch in range(self.epochs_done, epochs):
             for cb in self.callbacks:
                 cb.on_epoch_start(self, epoch)
+            if hasattr(self.model, "on_epoch_start"):  # schedules (AdaShare, Learning to Branch)
+                self.model.on_epoch_start(epoch)
             start = time.perf_counter()
             train_logs = self._train_epoch(train_loader, epoch, epochs)
             train_logs["time"] = time.perf_counter() - start

@@ -63,6 +63,7 @@ def scale_of(g: np.ndarray) -> float:
 def project_simplex(v: np.ndarray) -> np.ndarray:
     """Euclidean projection of each row of ``v`` (or of the vector ``v``) onto the simplex."""
     x = np.atleast_2d(v).astype(np.float64)
+    x = x - x.max(axis=1, keepdims=True)  # shift-invariant; keeps huge inputs exact
     k = x.shape[1]
     u = -np.sort(-x, axis=1)
     css = np.cumsum(u, axis=1) - 1.0
@@ -106,6 +107,7 @@ def min_norm_wolfe(g: np.ndarray, tol: float = 1e-10, max_iter: int | None = Non
     w[i0] = 1.0
     active = [i0]
     best = np.inf
+    w_best = w
     for _ in range(max_iter):
         gw = g @ w
         norm2 = float(w @ gw)
@@ -230,8 +232,9 @@ def alpha_fair_weights(g: np.ndarray, alpha: float = 1.0, max_iter: int = 100,
     ``w > 0``) converge globally and quadratically near the solution. The solution
     exists iff some direction improves every task (0 is not in the convex hull of the
     gradients); otherwise the potential is unbounded and the iteration reports failure.
-    Convergence means a residual of at most 1e-6 relative to each task's ``w_k^(-1/α)``. Large α (≳ 10) makes the
-    system ill-conditioned (``G w ≈ 1``) and may not reach it.
+    Convergence means a residual of at most 1e-6 relative to each task's
+    ``w_k^(-1/α)``. Large α (≳ 10) makes the system ill-conditioned (``G w ≈ 1``) and
+    may not reach it.
 
     Returns ``(w, converged, iterations)`` for the unscaled ``g``.
     """

@@ -136,6 +136,15 @@ class StatefulWeighting(LossWeighting):
             self._inner_optimizer.zero_grad(set_to_none=True)
 
     # -- checkpoints -------------------------------------------------------------------
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        # a checkpoint of a prepared balancer loads into a fresh one: build it first
+        extra = state_dict.get(prefix + "_extra_state")
+        if not self._built and isinstance(extra, dict) and extra.get("_built"):
+            names = extra.get("task_names")
+            if names:
+                self.prepare(names)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def get_extra_state(self) -> dict[str, Any]:
         """The base class's state, less references to outside objects (models, ...)."""
         state = super().get_extra_state()

@@ -1,0 +1,277 @@
+"""Time per step and peak memory of every gradient aggregation method, per engine path.
+
+For K tasks on a shared MLP (64→256→256, batch 128) and on a small CNN (two conv
+layers and a 128-unit layer on 3×32×32 inputs, batch 128), each with K linear
+regression heads, this measures one full training step (zero_grad, forward, balancer
+backward, Adam step) of every method on every engine path it supports, and reports
+it relative to equal weighting (``ew``):
+
+- time: best (minimum) wall time of ``--steps`` steps after ``--warmup`` steps (the
+  minimum is the most robust statistic on a shared machine);
+- peak memory: bytes of the tensors alive before the step (parameters, Adam state,
+  batch) plus the high-water mark of the tensors allocated during the step, from
+  the PyTorch profiler's allocation events (CPU) or ``max_memory_allocated`` (CUDA).
+
+Paths: ``jac-loop`` / ``jac-batched`` (the K×P Jacobian by a loop of autograd calls /
+one vmapped call), ``gramian`` (only the K×K Gramian, one parameter tensor at a time,
+then one weighted backward), ``rep`` (gradients of the shared representation).
+
+Writes a Markdown table to ``docs/benchmarks/aggregators.md`` and the raw rows to
+``docs/benchmarks/aggregators.csv``::
+
+    python scripts/bench_aggregators.py                      # everything, 1 thread
+    python scripts/bench_aggregators.py --threads 2 --tasks 10 --models mlp
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+import polytask.balancing as B
+
+GRAMIAN_METHODS = ["mgda", "pcgrad", "gradvac", "cagrad", "imtl-g", "nash-mtl", "aligned-mtl",
+                   "upgrad", "dualproj", "config", "fairgrad"]
+JACOBIAN_METHODS = ["graddrop", "moco"]
+PATHS = {
+    "jac-loop": {"path": "jacobian", "strategy": "loop"},
+    "jac-batched": {"path": "jacobian", "strategy": "batched"},
+    "gramian": {"path": "gramian", "strategy": "loop", "max_block_numel": 1},
+    "rep": {"path": "representation", "strategy": "loop"},
+}
+
+
+class Net(nn.Module):
+    """A shared trunk and K linear regression heads; exposes the representation."""
+
+    def __init__(self, trunk: nn.Module, width: int, k: int) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.heads = nn.ModuleList(nn.Linear(width, 1) for _ in range(k))
+        self.rep: torch.Tensor | None = None
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.rep = self.trunk(x)
+        return {f"t{i}": nn.functional.mse_loss(h(self.rep).squeeze(-1), y[:, i])
+                for i, h in enumerate(self.heads)}
+
+
+def build(model: str, k: int, device: torch.device):
+    """(network, inputs, targets) for ``model`` in {"mlp", "cnn"} with ``k`` tasks."""
+    torch.manual_seed(0)
+    if model == "mlp":
+        trunk = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
+        x = torch.randn(128, 64)
+        width = 256
+    else:
+        trunk = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * 8 * 8, 128), nn.ReLU(),
+        )
+        x = torch.randn(128, 3, 32, 32)
+        width = 128
+    y = torch.randn(128, k)
+    return Net(trunk, width, k).to(device), x.to(device), y.to(device)
+
+
+def configurations(only: list[str] | None):
+    """(method, path label, options) for every method and engine path it supports."""
+    yield "ew", "-", {}
+    yield "rgw", "-", {}
+    for name in GRAMIAN_METHODS:
+        for label, options in PATHS.items():
+            yield name, label, options
+    for name in JACOBIAN_METHODS:
+        for label in ("jac-loop", "jac-batched", "rep"):
+            yield name, label, PATHS[label]
+    if only:
+        return
+
+
+def tensor_bytes(*groups) -> int:
+    total = 0
+    for group in groups:
+        for t in group:
+            total += t.numel() * t.element_size()
+    return total
+
+
+def run_config(model_name, k, method, options, args, device):
+    """(median seconds per step, peak bytes) of one configuration."""
+    net, x, y = build(model_name, k, device)
+    balancer = B.get(method, **options)
+    opt = torch.optim.Adam(list(net.parameters()), lr=1e-4)
+    shared = list(net.trunk.parameters())
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        losses = net.losses(x, y)
+        balancer.backward(losses, shared_params=shared, representation=net.rep)
+        opt.step()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(args.warmup):
+            step()
+        times = []
+        for _ in range(args.steps):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        state = [v for s in opt.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
+        persistent = tensor_bytes(net.parameters(), state, [x, y])
+        if device.type == "cuda":
+            opt.zero_grad(set_to_none=True)
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            step()
+            peak = persistent + torch.cuda.max_memory_allocated() - base
+        else:
+            opt.zero_grad(set_to_none=True)
+            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+                step()
+            events = sorted(prof.events(), key=lambda e: e.time_range.start)
+            current = high = 0
+            for e in events:
+                current += e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
+                high = max(high, current)
+            peak = persistent + high
+    return min(times), peak
+
+
+def rule_times(ks, repeats: int = 30) -> dict[tuple[str, int], float]:
+    """Microseconds per call of each combination rule alone, on a K×K Gramian."""
+    out = {}
+    for k in ks:
+        gen = torch.Generator().manual_seed(k)
+        j = torch.randn(k, 2000, generator=gen)
+        j[1] = -0.8 * j[0] + 0.3 * j[1]
+        for name in GRAMIAN_METHODS + ["graddrop", "moco"]:
+            m = B.get(name, path="jacobian")
+            gram = (j @ j.T).double()
+            call = (lambda m=m, j=j: m.aggregate(j)) if name in JACOBIAN_METHODS else (
+                lambda m=m, gram=gram: m.weights_from_gramian(gram))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                call()
+                best = float("inf")
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    call()
+                    best = min(best, time.perf_counter() - t0)
+            out[(name, k)] = best * 1e6
+    return out
+
+
+def markdown(rows, args, device, rules) -> str:
+    lines = [
+        "# Gradient aggregation: time per step and peak memory",
+        "",
+        "Written by `scripts/bench_aggregators.py` (do not edit by hand). One training step",
+        "(zero_grad, forward, balancer backward, Adam step), best of "
+        f"{args.steps} steps after {args.warmup} warm-up steps, on {device_name(device)} with "
+        f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, Python "
+        f"{platform.python_version()}. Time and peak memory are relative to equal weighting "
+        "(`ew`) on the same model and K.",
+        "",
+        "Paths: `jac-loop` / `jac-batched` = full K×P Jacobian (loop of autograd calls / one "
+        "vmapped call); `gramian` = K×K Gramian accumulated one parameter tensor at a time, "
+        "then one weighted backward (the Jacobian is never held); `rep` = gradients of the "
+        "shared representation (the cheap \"-ub\" mode). Peak memory = tensors alive before the "
+        "step (parameters, Adam state, batch) + the high-water mark of allocations during it.",
+        "",
+    ]
+    ks = sorted({k for _, k in rules})
+    lines += ["## The combination rule alone", "",
+              "Microseconds per call of the rule on the K×K Gramian (`weights_from_gramian`; "
+              "GradDrop and MoCo: `aggregate` on a K×2000 Jacobian), best of 30:", "",
+              "| method | " + " | ".join(f"K = {k}" for k in ks) + " |",
+              "|---|" + "---:|" * len(ks)]
+    for name in dict.fromkeys(n for n, _ in rules):
+        lines.append(f"| {name} | " + " | ".join(f"{rules[(name, k)]:.0f}" for k in ks) + " |")
+    lines.append("")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for k in dict.fromkeys(r["tasks"] for r in rows if r["model"] == model):
+            sel = [r for r in rows if r["model"] == model and r["tasks"] == k]
+            ew = next(r for r in sel if r["method"] == "ew")
+            lines += [f"## {model.upper()}, K = {k}", "",
+                      f"Equal weighting: {ew['ms']:.2f} ms per step, "
+                      f"{ew['peak_mib']:.1f} MiB peak.", "",
+                      "| method | path | ms / step | × ew time | peak MiB | × ew memory |",
+                      "|---|---|---:|---:|---:|---:|"]
+            for r in sel:
+                lines.append(
+                    f"| {r['method']} | {r['path']} | {r['ms']:.2f} | {r['time_ratio']:.2f} | "
+                    f"{r['peak_mib']:.1f} | {r['mem_ratio']:.2f} |"
+                )
+            lines.append("")
+    return "\n".join(lines)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--tasks", nargs="+", type=int, default=[2, 10, 40])
+    parser.add_argument("--methods", nargs="+", default=None, help="only these (and ew)")
+    parser.add_argument("--paths", nargs="+", default=None, choices=list(PATHS))
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default="docs/benchmarks/aggregators.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    rows = []
+    for model in args.models:
+        for k in args.tasks:
+            ew = None
+            for method, label, options in configurations(None):
+                if args.methods and method not in args.methods and method != "ew":
+                    continue
+                if args.paths and label != "-" and label not in args.paths:
+                    continue
+                seconds, peak = run_config(model, k, method, options, args, device)
+                if method == "ew":
+                    ew = (seconds, peak)
+                row = {"model": model, "tasks": k, "method": method, "path": label,
+                       "ms": seconds * 1e3, "time_ratio": seconds / ew[0],
+                       "peak_mib": peak / 2**20, "mem_ratio": peak / ew[1]}
+                rows.append(row)
+                print(f"{model} K={k:<3d} {method:12s} {label:12s} {row['ms']:9.2f} ms "
+                      f"{row['time_ratio']:6.2f}x  {row['peak_mib']:8.1f} MiB "
+                      f"{row['mem_ratio']:6.2f}x", flush=True)
+    rules = rule_times(args.tasks)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown(rows, args, device, rules) + "\n")
+    with open(out.with_suffix(".csv"), "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {out} and {out.with_suffix('.csv')}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
