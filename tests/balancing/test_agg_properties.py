@@ -11,7 +11,15 @@ import polytask.balancing as B
 from polytask.balancing.aggregation._common import task_order
 from polytask.balancing.aggregation._solvers import min_norm_frank_wolfe, min_norm_wolfe
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _float64_default():
+    """Hand-made Jacobians in float64; the default dtype is restored for other tests."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def conflicting(k: int, p: int, seed: int = 0) -> torch.Tensor:
