@@ -222,6 +222,20 @@ def markdown(rows, args, device, rules) -> str:
     return "\n".join(lines)
 
 
+def parse_log(path: str) -> list[dict]:
+    """The rows printed by an earlier run (lines ``model K=k method path ms ... MiB ...``)."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        parts = line.split()
+        if len(parts) != 10 or not parts[1].startswith("K="):
+            continue
+        rows.append({"model": parts[0], "tasks": int(parts[1][2:]), "method": parts[2],
+                     "path": parts[3], "ms": float(parts[4]),
+                     "time_ratio": float(parts[6].rstrip("x")), "peak_mib": float(parts[7]),
+                     "mem_ratio": float(parts[9].rstrip("x"))})
+    return rows
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -239,11 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="docs/benchmarks/aggregators.md")
+    parser.add_argument("--from-log", default=None,
+                        help="rebuild the tables from the printed lines of an earlier run")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    rows = []
-    for model in args.models:
+    rows = parse_log(args.from_log) if args.from_log else []
+    for model in [] if args.from_log else args.models:
         for k in args.tasks:
             ew = None
             for method, label, options in configurations(None):
@@ -261,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{model} K={k:<3d} {method:12s} {label:12s} {row['ms']:9.2f} ms "
                       f"{row['time_ratio']:6.2f}x  {row['peak_mib']:8.1f} MiB "
                       f"{row['mem_ratio']:6.2f}x", flush=True)
-    rules = rule_times(args.tasks)
+    rules = rule_times(sorted({r["tasks"] for r in rows}))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown(rows, args, device, rules) + "\n")

@@ -103,10 +103,10 @@ def run_trajectory(method: str, start: Sequence[float], steps: int = 2000,
     w = min_norm_two(gram.numpy())
     stationarity = float(np.sqrt(max(w @ gram.numpy() @ w, 0.0)))
     front = pareto_front(200)
-    value = np.array([float(f1), float(f2)])
+    value = np.array([float(f1.detach()), float(f2.detach())])
     dist = float(np.min(np.linalg.norm(front[:, :2] - value, axis=1)))
     return Trajectory(method, (float(start[0]), float(start[1])), np.array(points),
-                      (float(f1), float(f2)), stationarity, dist)
+                      (float(f1.detach()), float(f2.detach())), stationarity, dist)
 
 
 @dataclass

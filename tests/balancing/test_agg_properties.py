@@ -12,7 +12,6 @@ from polytask.balancing.aggregation._common import task_order
 from polytask.balancing.aggregation._solvers import min_norm_frank_wolfe, min_norm_wolfe
 
 
-
 @pytest.fixture(autouse=True)
 def _float64_default():
     """Hand-made Jacobians in float64; the default dtype is restored for other tests."""

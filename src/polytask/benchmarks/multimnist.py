@@ -2,7 +2,7 @@
 
 Two images on one canvas, one at the top-left and one at the bottom-right, tasks
 ``left`` and ``right`` (10 classes each) — Sener & Koltun, NeurIPS 2018; Lin et al.,
-NeurIPS 2019. Backbone: the LeNet-style CNN of those papers (two conv-pool stages and
+NeurIPS 2019. As in Sener & Koltun, the 36×36 canvas is resized to 28×28 (bilinear). Backbone: the LeNet-style CNN of those papers (two conv-pool stages and
 a 50-unit dense layer, shared), heads of two dense layers.
 
 - ``multimnist``: two MNIST digits on a 36×36 canvas;
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import torch.nn.functional as F
 from torch import nn
 
 from .. import data as datasets
@@ -63,10 +64,19 @@ def _backbone(
     return build
 
 
-def _loader(load: Callable[..., object], needs_dir: bool = True):
+def _resize(data: BenchmarkData, size: int) -> BenchmarkData:
+    for split in (data.train, data.val, data.test):
+        split.inputs = F.interpolate(
+            split.inputs, size=(size, size), mode="bilinear", align_corners=False
+        )
+    return data
+
+
+def _loader(load: Callable[..., object], needs_dir: bool = True, size: int | None = None):
     def run(data_dir: Path | None, seed: int) -> BenchmarkData:
         raw = load(data_dir, seed=seed) if needs_dir else load(seed=seed)
-        return to_tensors(raw)
+        data = to_tensors(raw)
+        return _resize(data, size) if size else data
 
     return run
 
@@ -76,7 +86,7 @@ def _mnist_like(name: str, description: str, load, fetch: str) -> Benchmark:  # 
         name=name,
         description=description,
         tasks=_tasks(50),
-        load=_loader(load),
+        load=_loader(load, size=28),
         backbone=_backbone((10, 20), 5, 0, 50),
         report={"left": ("accuracy",), "right": ("accuracy",)},
         epochs=10,
@@ -118,9 +128,9 @@ register("multidigits")(
         load=_loader(datasets.load_multidigits, needs_dir=False),
         backbone=_backbone((8, 16), 3, 1, 64),
         report={"left": ("accuracy",), "right": ("accuracy",)},
-        epochs=10,
-        batch_size=64,
-        lr=2e-3,
+        epochs=15,
+        batch_size=32,
+        lr=3e-3,
         fetch_name=None,
     )
 )

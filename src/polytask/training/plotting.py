@@ -123,7 +123,8 @@ def plot_run(
             ax.set_yscale("log")
         ax.legend(fontsize=8, ncol=min(4, len(cols)))
         ax.grid(alpha=0.3)
-    axes[0, 0].set_title(Path(run_dir).name or str(run_dir))
+    run_path = Path(run_dir).resolve()
+    axes[0, 0].set_title("/".join(run_path.parts[-2:]))
     fig.tight_layout()
     path = Path(out) if out is not None else Path(run_dir) / "training.png"
     path.parent.mkdir(parents=True, exist_ok=True)
