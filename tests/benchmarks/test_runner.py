@@ -27,5 +27,9 @@ def test_runner_caches_baselines_and_reports_delta_m(tmp_path):
     table = format_table(results)
     assert table.splitlines()[0].split()[:2] == ["method", "arch"]
     logs.clear()
-    runner.run(["ew"], seeds=[0])  # baselines come from the cache
-    assert not [line for line in logs if "single-task" in line]
+    again = runner.run(["ew"], seeds=[0])  # baselines and the run come from the cache
+    assert len(logs) == 1 and "reused" in logs[0]
+    assert again.runs[0].metrics == run.metrics
+    runner.reuse = False
+    runner.run(["ew"], seeds=[0])
+    assert len(logs) == 3

@@ -48,7 +48,8 @@ def test_fit_learns_and_evaluate_reports_every_metric():
 
 def test_logs_and_checkpoints_written(tmp_path):
     t = trainer(tmp_path)
-    t.fit(batch_loader(data(), 64, shuffle=True), epochs=2, val_loader=batch_loader(data(64, 1), 64))
+    val = batch_loader(data(64, 1), 64)
+    t.fit(batch_loader(data(), 64, shuffle=True), epochs=2, val_loader=val)
     steps = list(csv.DictReader((tmp_path / "steps.csv").open()))
     epochs = list(csv.DictReader((tmp_path / "epochs.csv").open()))
     assert len(steps) == 8 and {"loss/r", "loss/b", "weight/r", "weight/b"} <= set(steps[0])

@@ -2,8 +2,9 @@
 
 Two images on one canvas, one at the top-left and one at the bottom-right, tasks
 ``left`` and ``right`` (10 classes each) — Sener & Koltun, NeurIPS 2018; Lin et al.,
-NeurIPS 2019. As in Sener & Koltun, the 36×36 canvas is resized to 28×28 (bilinear). Backbone: the LeNet-style CNN of those papers (two conv-pool stages and
-a 50-unit dense layer, shared), heads of two dense layers.
+NeurIPS 2019. As in Sener & Koltun, the 36×36 canvas is resized to 28×28
+(bilinear). Backbone: the LeNet-style CNN of those papers (two conv-pool stages and a
+50-unit dense layer, shared), heads of two dense layers.
 
 - ``multimnist``: two MNIST digits on a 36×36 canvas;
 - ``multifashion``: two Fashion-MNIST items; ``multifashion-mnist``: a digit and an item;

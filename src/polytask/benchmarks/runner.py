@@ -195,6 +195,8 @@ class BenchmarkRunner:
         device: torch device (default: CUDA if available).
         progress: show progress bars.
         log: where to print one line per finished run (default: print).
+        reuse: reuse runs and baselines already finished in ``out_dir`` with the same
+            settings (an interrupted benchmark picks up where it stopped).
     """
 
     benchmark: Benchmark
@@ -206,6 +208,7 @@ class BenchmarkRunner:
     device: str | None = None
     progress: bool = True
     log: Callable[[str], None] = print
+    reuse: bool = True
     _data: BenchmarkData | None = None
 
     @property
@@ -261,7 +264,7 @@ class BenchmarkRunner:
         tasks = self.benchmark.tasks()
         settings = self._settings()
         cache = self.out_dir / "baselines" / f"seed{seed}.json"
-        if cache.exists():
+        if self.reuse and cache.exists():
             saved = json.loads(cache.read_text())
             if saved.get("settings") == settings:
                 return saved["metrics"]
@@ -278,6 +281,21 @@ class BenchmarkRunner:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"settings": settings, "metrics": result}, indent=2))
         return result
+
+    def _cached_run(self, run_dir: Path) -> RunResult | None:
+        """A finished run with the same settings, when ``reuse`` is on."""
+        path = run_dir / "result.json"
+        if not self.reuse or not path.exists():
+            return None
+        saved = json.loads(path.read_text())
+        if saved.get("settings") != self._settings():
+            return None
+        return RunResult(**saved["run"])
+
+    def _save_run(self, run: RunResult, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        payload = {"settings": self._settings(), "run": run.__dict__}
+        (run_dir / "result.json").write_text(json.dumps(payload, indent=2))
 
     def run(
         self, methods: Sequence[str], archs: Sequence[str] = ("hard",), seeds: Sequence[int] = (0,)
@@ -299,12 +317,16 @@ class BenchmarkRunner:
             for arch in archs:
                 for method in methods:
                     run_dir = self.out_dir / "runs" / f"{arch}-{method}" / f"seed{seed}"
-                    run = self.train_one(tasks, arch, method, seed, run_dir)
+                    run = self._cached_run(run_dir)
+                    reused = run is not None
+                    if run is None:
+                        run = self.train_one(tasks, arch, method, seed, run_dir)
+                        self._save_run(run, run_dir)
                     run.delta_m = delta_m(run.metrics, results.baselines[seed], directions)
                     results.runs.append(run)
                     self.log(
                         f"  {arch}/{method} seed {seed}: {_short(run.metrics, self.benchmark)} "
-                        f"Δm {run.delta_m:+.2f}% ({run.seconds:.1f}s)"
+                        f"Δm {run.delta_m:+.2f}% ({run.seconds:.1f}s{', reused' if reused else ''})"
                     )
         write_results(results, self.out_dir)
         return results

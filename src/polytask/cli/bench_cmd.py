@@ -41,6 +41,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--fresh", action="store_true",
+        help="retrain everything (by default runs already finished in --out with the same "
+        "settings are reused, so an interrupted benchmark resumes)",
+    )
     p.set_defaults(func=run)
 
 
@@ -99,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         device=args.device,
         progress=not args.no_progress,
+        reuse=not args.fresh,
     )
     methods = _split_methods(args.methods)
     archs = _split_methods(args.arch)
