@@ -31,5 +31,6 @@ def test_runner_caches_baselines_and_reports_delta_m(tmp_path):
     assert len(logs) == 1 and "reused" in logs[0]
     assert again.runs[0].metrics == run.metrics
     runner.reuse = False
+    logs.clear()
     runner.run(["ew"], seeds=[0])
     assert len(logs) == 3

@@ -24,26 +24,27 @@ from .layers import (
 from .registry import Backbone, register
 
 
-def _attention(in_size: int, out_size: int, spatial: bool) -> nn.Module:
+def _attention(in_size: int, out_size: int, spatial: bool, norm: bool) -> nn.Module:
     """g: [1×1 conv, BN, ReLU, 1×1 conv, BN, sigmoid] (or its dense analogue)."""
     if spatial:
+        bn = nn.BatchNorm2d if norm else (lambda c: nn.Identity())
         return nn.Sequential(
-            nn.Conv2d(in_size, out_size, 1), nn.BatchNorm2d(out_size), nn.ReLU(),
-            nn.Conv2d(out_size, out_size, 1), nn.BatchNorm2d(out_size), nn.Sigmoid(),
+            nn.Conv2d(in_size, out_size, 1), bn(out_size), nn.ReLU(),
+            nn.Conv2d(out_size, out_size, 1), bn(out_size), nn.Sigmoid(),
         )
+    bn = nn.BatchNorm1d if norm else (lambda c: nn.Identity())
     return nn.Sequential(
-        nn.Linear(in_size, out_size), nn.BatchNorm1d(out_size), nn.ReLU(),
-        nn.Linear(out_size, out_size), nn.BatchNorm1d(out_size), nn.Sigmoid(),
+        nn.Linear(in_size, out_size), bn(out_size), nn.ReLU(),
+        nn.Linear(out_size, out_size), bn(out_size), nn.Sigmoid(),
     )
 
 
-def _shared_block(prev: torch.Size, cur: torch.Size) -> nn.Module:
+def _shared_block(prev: torch.Size, cur: torch.Size, norm: bool) -> nn.Module:
     """f: the shared layer carrying the previous attended feature to this stage's size
     (3×3 conv, BN, ReLU; then pooling to the stage's resolution in forward)."""
     if len(prev) == 4 and len(cur) == 4:
-        return nn.Sequential(
-            nn.Conv2d(prev[1], cur[1], 3, padding=1), nn.BatchNorm2d(cur[1]), nn.ReLU()
-        )
+        bn = nn.BatchNorm2d(cur[1]) if norm else nn.Identity()
+        return nn.Sequential(nn.Conv2d(prev[1], cur[1], 3, padding=1), bn, nn.ReLU())
     in_size = int(torch.Size(prev[1:]).numel())
     if len(cur) != 2:
         raise PolytaskError(
@@ -51,8 +52,8 @@ def _shared_block(prev: torch.Size, cur: torch.Size) -> nn.Module:
             f"{tuple(cur)}; supported stage outputs are (N, C, H, W) after (N, C, H, W), or "
             "(N, C) after anything"
         )
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_size, cur[1]), nn.BatchNorm1d(cur[1]),
-                         nn.ReLU())
+    bn = nn.BatchNorm1d(cur[1]) if norm else nn.Identity()
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_size, cur[1]), bn, nn.ReLU())
 
 
 def _match(t: Tensor, like: Tensor) -> Tensor:
@@ -95,6 +96,7 @@ class MTAN(MultiTaskModel):
         tasks: the task specs.
         example_input: a sample batch (at least 2 samples), to find the stages' shapes.
         heads: optional ``{task: module}``; default heads read the flattened ``â_k^L``.
+        norm: BatchNorm in the attention and shared layers, as the paper (True).
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class MTAN(MultiTaskModel):
         tasks: Mapping[str, Task] | Iterable[Task],
         example_input: Tensor | None = None,
         heads: Mapping[str, nn.Module] | None = None,
+        norm: bool = True,
     ) -> None:
         super().__init__()
         self.tasks = as_task_dict(tasks)
@@ -112,7 +115,7 @@ class MTAN(MultiTaskModel):
             raise PolytaskError("MTAN needs example_input=... to find each stage's shape")
         shapes = self._shapes(example_input)
         self.shared_blocks = nn.ModuleList(
-            [nn.Identity()] + [_shared_block(shapes[j - 1], shapes[j])
+            [nn.Identity()] + [_shared_block(shapes[j - 1], shapes[j], norm)
                                for j in range(1, len(shapes))]
         )
         self.attention = nn.ModuleDict()
@@ -127,7 +130,7 @@ class MTAN(MultiTaskModel):
                     )
                 channels = shape[1]
                 in_size = channels if j == 0 else 2 * channels
-                mods.append(_attention(in_size, channels, spatial))
+                mods.append(_attention(in_size, channels, spatial, norm))
             self.attention[k] = nn.ModuleList(mods)
         last = shapes[-1]
         self.heads = build_heads(self.tasks, heads, lambda: int(torch.Size(last[1:]).numel()))
