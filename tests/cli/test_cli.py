@@ -14,7 +14,7 @@ def test_bench_multidigits_one_epoch_writes_table_and_files(tmp_path, capsys):
     ])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "single-task" in printed and "Δm %" in printed and "weighted:left=2.0" in printed
+    assert "single-task" in printed and "Δm % (test)" in printed and "weighted:left=2.0" in printed
     results = json.loads((out / "results.json").read_text())
     assert {r["method"] for r in results["runs"]} == {"ew", "weighted:left=2.0"}
     assert len(results["runs"]) == 4 and set(results["baselines"]) == {"0", "1"}

@@ -23,9 +23,9 @@ def test_masks_of_one_give_each_head_the_shared_trunk_output():
     with torch.no_grad():
         for mods in model.attention.values():
             for att in mods:
-                bn = att[4]  # the last BatchNorm before the sigmoid
-                bn.weight.zero_()
-                bn.bias.fill_(50.0)
+                last = att[-2]  # the layer before the sigmoid (BatchNorm or Linear)
+                last.weight.zero_()
+                last.bias.fill_(50.0)
     out = model(XI)
     trunk = XI
     for stage in model.stages:

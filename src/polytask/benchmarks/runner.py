@@ -58,7 +58,7 @@ def _split_top_level(text: str) -> list[str]:
 
 @dataclass
 class RunResult:
-    """Test metrics of one trained model."""
+    """Test (and validation) metrics of one trained model, at its best epoch."""
 
     method: str
     arch: str
@@ -67,6 +67,8 @@ class RunResult:
     seconds: float
     epochs: int
     delta_m: float | None = None
+    val_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    val_delta_m: float | None = None
 
 
 @dataclass
@@ -77,6 +79,7 @@ class BenchmarkResults:
     report: dict[str, tuple[str, ...]]
     higher_is_better: dict[str, dict[str, bool]]
     baselines: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    val_baselines: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     runs: list[RunResult] = field(default_factory=list)
 
     def summary(self) -> list[dict[str, Any]]:
@@ -93,6 +96,7 @@ class BenchmarkResults:
                 values = [b[task][metric] for b in self.baselines.values() if task in b]
                 baseline_row[f"{task}/{metric}"] = _mean_std(values)
         baseline_row["delta_m"] = (0.0, 0.0) if self.baselines else None
+        baseline_row["val_delta_m"] = baseline_row["delta_m"]
         rows.append(baseline_row)
         for arch, method in keys:
             runs = [r for r in self.runs if r.arch == arch and r.method == method]
@@ -102,6 +106,8 @@ class BenchmarkResults:
                     row[f"{task}/{metric}"] = _mean_std([r.metrics[task][metric] for r in runs])
             deltas = [r.delta_m for r in runs if r.delta_m is not None]
             row["delta_m"] = _mean_std(deltas) if deltas else None
+            val_deltas = [r.val_delta_m for r in runs if r.val_delta_m is not None]
+            row["val_delta_m"] = _mean_std(val_deltas) if val_deltas else None
             row["seconds"] = _mean_std([r.seconds for r in runs])
             rows.append(row)
         return rows
@@ -112,6 +118,7 @@ class BenchmarkResults:
             "benchmark": self.benchmark,
             "report": {k: list(v) for k, v in self.report.items()},
             "baselines": {str(s): b for s, b in self.baselines.items()},
+            "val_baselines": {str(s): b for s, b in self.val_baselines.items()},
             "runs": [run.__dict__ for run in self.runs],
             "summary": [
                 {k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()}
@@ -133,8 +140,9 @@ def format_table(results: BenchmarkResults) -> str:
     rows = results.summary()
     columns = ["method", "arch"]
     columns += [f"{t}/{m}" for t, ms in results.report.items() for m in ms]
-    columns += ["delta_m", "seconds"]
-    header = [c if c != "delta_m" else "Δm %" for c in columns]
+    columns += ["delta_m", "val_delta_m", "seconds"]
+    names = {"delta_m": "Δm % (test)", "val_delta_m": "Δm % (val)", "seconds": "s/run"}
+    header = [names.get(c, c) for c in columns]
 
     def cell(row: dict[str, Any], col: str) -> str:
         value = row.get(col)
@@ -142,8 +150,8 @@ def format_table(results: BenchmarkResults) -> str:
             return "-"
         if isinstance(value, tuple):
             mean, std = value
-            digits = 2 if col in ("delta_m", "seconds") else 4
-            sign = "+" if col == "delta_m" and mean > 0 else ""
+            digits = 2 if col in ("delta_m", "val_delta_m", "seconds") else 4
+            sign = "+" if col in ("delta_m", "val_delta_m") and mean > 0 else ""
             return f"{sign}{mean:.{digits}f} ± {std:.{digits}f}"
         return str(value)
 
@@ -160,7 +168,7 @@ def write_results(results: BenchmarkResults, out_dir: Path) -> None:
     (out_dir / "results.json").write_text(json.dumps(results.to_json(), indent=2))
     columns = ["arch", "method", "seed"]
     columns += [f"{t}/{m}" for t, ms in results.report.items() for m in ms]
-    columns += ["delta_m", "seconds", "epochs"]
+    columns += ["delta_m", "val_delta_m", "seconds", "epochs"]
     with (out_dir / "results.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
@@ -168,13 +176,13 @@ def write_results(results: BenchmarkResults, out_dir: Path) -> None:
             writer.writerow(
                 ["hard", "single-task", seed]
                 + [base[t][m] for t, ms in results.report.items() for m in ms]
-                + [0.0, "", ""]
+                + [0.0, 0.0, "", ""]
             )
         for run in results.runs:
             writer.writerow(
                 [run.arch, run.method, run.seed]
                 + [run.metrics[t][m] for t, ms in results.report.items() for m in ms]
-                + [run.delta_m, round(run.seconds, 3), run.epochs]
+                + [run.delta_m, run.val_delta_m, round(run.seconds, 3), run.epochs]
             )
     (out_dir / "results.txt").write_text(format_table(results) + "\n")
 
@@ -257,18 +265,22 @@ class BenchmarkRunner:
         seconds = time.perf_counter() - start
         trainer.load_best()
         metrics = trainer.evaluate(_loader(_select(data.test, tasks), 4096, False))
-        return RunResult(method, arch, seed, metrics, seconds, settings["epochs"])
+        val_metrics = trainer.evaluate(_loader(_select(data.val, tasks), 4096, False))
+        return RunResult(
+            method, arch, seed, metrics, seconds, settings["epochs"], val_metrics=val_metrics
+        )
 
-    def baselines(self, seed: int) -> dict[str, dict[str, float]]:
-        """Single-task test metrics (one hard-sharing model per task), cached on disk."""
+    def baselines(self, seed: int) -> tuple[dict, dict]:
+        """Single-task (test, validation) metrics: one hard-sharing model per task, cached
+        on disk."""
         tasks = self.benchmark.tasks()
         settings = self._settings()
         cache = self.out_dir / "baselines" / f"seed{seed}.json"
         if self.reuse and cache.exists():
             saved = json.loads(cache.read_text())
             if saved.get("settings") == settings:
-                return saved["metrics"]
-        result = {}
+                return saved["metrics"], saved["val_metrics"]
+        result, val_result = {}, {}
         for name, task in tasks.items():
             if task.auxiliary:
                 continue
@@ -277,10 +289,13 @@ class BenchmarkRunner:
                 f"seed{seed}"
             )
             result[name] = run.metrics[name]
+            val_result[name] = run.val_metrics[name]
             self.log(f"  single-task {name} seed {seed}: {_short(run.metrics, self.benchmark)}")
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"settings": settings, "metrics": result}, indent=2))
-        return result
+        cache.write_text(json.dumps(
+            {"settings": settings, "metrics": result, "val_metrics": val_result}, indent=2
+        ))
+        return result, val_result
 
     def _cached_run(self, run_dir: Path) -> RunResult | None:
         """A finished run with the same settings, when ``reuse`` is on."""
@@ -313,7 +328,7 @@ class BenchmarkRunner:
         }
         results = BenchmarkResults(self.benchmark.name, dict(self.benchmark.report), directions)
         for seed in seeds:
-            results.baselines[seed] = self.baselines(seed)
+            results.baselines[seed], results.val_baselines[seed] = self.baselines(seed)
             for arch in archs:
                 for method in methods:
                     run_dir = self.out_dir / "runs" / f"{arch}-{method}" / f"seed{seed}"
@@ -323,6 +338,9 @@ class BenchmarkRunner:
                         run = self.train_one(tasks, arch, method, seed, run_dir)
                         self._save_run(run, run_dir)
                     run.delta_m = delta_m(run.metrics, results.baselines[seed], directions)
+                    run.val_delta_m = delta_m(
+                        run.val_metrics, results.val_baselines[seed], directions
+                    )
                     results.runs.append(run)
                     self.log(
                         f"  {arch}/{method} seed {seed}: {_short(run.metrics, self.benchmark)} "

@@ -68,9 +68,10 @@ class AdaShare(MultiTaskModel):
     head are its own. Fixed policy — a block executed by two or more tasks is shared,
     by one task that task's, by none removed.
 
-    Cost relative to hard sharing: search — up to K passes through the blocks (tasks'
-    inputs differ once one skips) plus the K·L·2 logits; fixed — one pass per distinct
-    policy prefix, ≤ K, and the blocks no task runs are gone.
+    Cost relative to hard sharing: search — one pass up to the first learnable block,
+    then one pass per task (tasks' inputs differ once one may skip), plus K·L·2
+    logits; fixed — one pass per distinct policy prefix (≤ K), and the blocks no task
+    runs are gone.
 
     Args:
         make_stages: returns the list of blocks (called once).
@@ -233,10 +234,16 @@ class AdaShare(MultiTaskModel):
         return self._forward_discrete(x, self.derive())
 
     def _forward_sampled(self, x: Tensor) -> dict[str, Tensor]:
+        active = [i for i in range(self.num_blocks) if self._active(i)]
+        first = active[0] if active else self.num_blocks
+        trunk = x
+        for stage in list(self.stages)[:first]:  # run by every task alike: once
+            trunk = stage(trunk)
         out = {}
         for name in self.task_names:
-            h = x
-            for i, stage in enumerate(self.stages):
+            h = trunk
+            for i in range(first, self.num_blocks):
+                stage = self.stages[i]
                 if self._active(i):
                     u = self._sample(name, i)
                     h = u * stage(h) + (1 - u) * h
