@@ -14,9 +14,9 @@ a :class:`BalanceResult` with the task weights they used.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -78,6 +78,18 @@ class Balancer(nn.Module):
         super().__init__()
         self.register_buffer("step", torch.zeros((), dtype=torch.long), persistent=True)
         self.task_names: list[str] | None = None
+
+    def prepare(self, task_names: Sequence[str]) -> None:
+        """Create per-task state (e.g. learned weights) before an optimizer is built.
+
+        The Trainer calls it with the task names; the default does nothing.
+        """
+
+    def attach(self, **context: Any) -> Balancer:
+        """Receive the training context the Trainer has (``model``, ``optimizer``,
+        ``loader``, ``tasks``, ``primary``, ``device``); methods that need more than the
+        losses (e.g. Auto-Lambda's lookahead) override it. The default does nothing."""
+        return self
 
     def on_epoch_end(self, epoch: int, train_losses: Mapping[str, float]) -> None:
         """Called by the Trainer after each epoch with the epoch's mean train losses.

@@ -20,7 +20,7 @@ no-op for models without a penalty.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -103,9 +103,14 @@ class Regularized(Balancer):
         return self.inner.extra_parameters()
 
     def on_epoch_end(self, epoch: int, train_losses: Mapping[str, float]) -> None:
-        hook = getattr(self.inner, "on_epoch_end", None)
-        if hook is not None:
-            hook(epoch, train_losses)
+        self.inner.on_epoch_end(epoch, train_losses)
+
+    def prepare(self, task_names: Sequence[str]) -> None:
+        self.inner.prepare(task_names)
+
+    def attach(self, **context: Any) -> Balancer:
+        self.inner.attach(**context)
+        return self
 
     def get_extra_state(self) -> dict:
         return {"weight": self.weight, "task_names": self.task_names}

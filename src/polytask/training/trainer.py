@@ -95,8 +95,7 @@ class Trainer:
             self.shared_params = list(model.shared_parameters())
         else:
             raise PolytaskError("give shared_params=... for a model that is not a MultiTaskModel")
-        if hasattr(self.balancer, "prepare"):  # per-task state before the optimizer exists
-            self.balancer.prepare(self.task_names)
+        self.balancer.prepare(self.task_names)  # per-task state before the optimizer exists
         extra = [p for p in self.balancer.extra_parameters() if p.requires_grad]
         if optimizer is None or not isinstance(optimizer, torch.optim.Optimizer):
             factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
@@ -187,9 +186,10 @@ class Trainer:
         """
         if self.seed is not None:
             seed_everything(self.seed)
-        if hasattr(self.balancer, "attach"):  # meta-learned weights (auto-lambda)
-            self.balancer.attach(model=self.model, optimizer=self.optimizer, loader=train_loader,
-                                 tasks=self.tasks, primary=self.main_tasks, device=self.device)
+        self.balancer.attach(
+            model=self.model, optimizer=self.optimizer, loader=train_loader,
+            tasks=self.tasks, primary=self.main_tasks, device=self.device,
+        )
         if resume:
             if self.log_dir is None:
                 raise PolytaskError("resume=True needs a log_dir")
