@@ -100,7 +100,7 @@ def _mnist_like(name: str, description: str, load, fetch: str) -> Benchmark:  # 
 register("multimnist")(
     lambda: _mnist_like(
         "multimnist",
-        "MultiMNIST: two overlapping MNIST digits, 36×36 (Sener & Koltun, NeurIPS 2018)",
+        "MultiMNIST: two overlapping MNIST digits, 36×36 resized to 28×28 (Sener & Koltun, 2018)",
         datasets.load_multimnist,
         "mnist",
     )
