@@ -126,3 +126,12 @@ def test_stateful_balancer_checkpoint_roundtrip():
         a = famo.backward({"a": torch.tensor(0.5), "b": torch.tensor(2.0)}).weights
         b = other.backward({"a": torch.tensor(0.5), "b": torch.tensor(2.0)}).weights
     assert a == pytest.approx(b)
+
+
+def test_uw_infers_forms_from_the_trainer_tasks():
+    from polytask import balancing
+    from polytask.tasks import Binary, Regression
+
+    uw = balancing.get("uw")
+    uw.attach(tasks={"r": Regression("r"), "b": Binary("b")})
+    assert uw.forms(["r", "b"]) == ["regression", "classification"]

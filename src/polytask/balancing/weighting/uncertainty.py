@@ -41,7 +41,9 @@ class UncertaintyWeighting(StatefulWeighting):
         tasks: task names or Task objects (then the form of each task is inferred from
             its kind: regression kinds -> "regression", others -> "classification").
         forms: "regression" or "classification" for every task, or ``{task: form}``;
-            overrides what ``tasks`` implies. Default: regression for every task.
+            overrides what ``tasks`` implies. Default: inferred from the Task specs when
+            they are known (given here, or by the Trainer through ``attach``), else
+            regression for every task.
         init: initial log-variance (0: every σ² = 1).
         lr: internal optimizer learning rate; None = the user's optimizer steps them.
     """
@@ -59,11 +61,21 @@ class UncertaintyWeighting(StatefulWeighting):
         self._forms_given = forms
         self._inferred: dict[str, str] = {}
         if tasks is not None and not isinstance(tasks, int):
-            for t in tasks:
-                if not isinstance(t, str):
-                    regression = getattr(t, "kind", "") in _REGRESSION_KINDS
-                    self._inferred[t.name] = "regression" if regression else "classification"
+            self._infer_forms(tasks)
         super().__init__(tasks=tasks, lr=lr)
+
+    def _infer_forms(self, tasks: Iterable[Any]) -> None:
+        for t in tasks:
+            if not isinstance(t, str):
+                regression = getattr(t, "kind", "") in _REGRESSION_KINDS
+                self._inferred[t.name] = "regression" if regression else "classification"
+
+    def attach(self, **context: Any) -> UncertaintyWeighting:
+        """Infer each task's form from the Task specs the Trainer gives (``tasks=``)."""
+        tasks = context.get("tasks")
+        if tasks:
+            self._infer_forms(tasks.values() if isinstance(tasks, Mapping) else tasks)
+        return self
 
     def _build(self, k: int, device: torch.device | None, dtype: torch.dtype) -> None:
         self.log_vars = nn.Parameter(torch.full((k,), self.init, device=device, dtype=dtype))
