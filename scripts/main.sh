@@ -7,6 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 polytask data get census-income
-METHODS="${POLYTASK_MAIN_METHODS:-ew,weighted}"
+# equal weighting, loss weightings and gradient aggregations (any of `polytask list methods`)
+METHODS="${POLYTASK_MAIN_METHODS:-ew,uw,dwa,rlw,gls,famo,db-mtl,gradnorm,imtl,mgda,pcgrad,cagrad,imtl-g,nash-mtl,aligned-mtl,upgrad,config,fairgrad}"
 exec polytask bench census-income --methods "$METHODS" --seeds 1 --epochs 2 \
   --out runs/main --no-progress "$@"

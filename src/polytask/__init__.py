@@ -1,11 +1,12 @@
 """polytask: deep multi-task learning for PyTorch."""
 
-from . import balancing, metrics, models, tasks
+from . import balancing, benchmarks, data, metrics, models, tasks, training
 from .balancing import Balancer, BalanceResult
 from .errors import PolytaskError
 from .metrics import delta_m
 from .models import HardSharing, MultiTaskModel
 from .tasks import Binary, Custom, Multiclass, MultiLabel, Regression, Task
+from .training import Trainer
 
 __version__ = "0.1.0"
 
@@ -21,10 +22,14 @@ __all__ = [
     "PolytaskError",
     "Regression",
     "Task",
+    "Trainer",
     "__version__",
     "balancing",
+    "benchmarks",
+    "data",
     "delta_m",
     "metrics",
     "models",
     "tasks",
+    "training",
 ]

@@ -7,6 +7,7 @@ from .cross_stitch import CrossStitch
 from .esmm import ESMM
 from .experts import CGC, PLE, DSelectK, MMoE
 from .hard_sharing import HardSharing
+from .layers import GradientReversal, reverse_gradient, with_adversarial_head
 from .learning_to_branch import LearningToBranch
 from .mtan import MTAN
 from .registry import Backbone, available, builder, get, register
@@ -24,6 +25,7 @@ __all__ = [
     "Branched",
     "CrossStitch",
     "DSelectK",
+    "GradientReversal",
     "HardSharing",
     "LearningToBranch",
     "MultiTaskModel",
@@ -34,5 +36,7 @@ __all__ = [
     "get",
     "normalize_spec",
     "register",
+    "reverse_gradient",
     "spec_from_groups",
+    "with_adversarial_head",
 ]

@@ -2,6 +2,8 @@
 
 from .batches import MultiTaskDataset, batch_loader, split_batch
 from .callbacks import Callback, CSVLogger, TensorBoardLogger
+from .optim import param_groups
+from .plotting import plot_run
 from .seeding import seed_everything
 from .trainer import Trainer
 
@@ -12,6 +14,8 @@ __all__ = [
     "TensorBoardLogger",
     "Trainer",
     "batch_loader",
+    "param_groups",
+    "plot_run",
     "seed_everything",
     "split_batch",
 ]
