@@ -34,3 +34,15 @@ def test_runner_caches_baselines_and_reports_delta_m(tmp_path):
     logs.clear()
     runner.run(["ew"], seeds=[0])
     assert len(logs) == 3
+
+
+def test_markdown_table_has_a_row_per_method(tmp_path):
+    from polytask.benchmarks import format_markdown
+
+    runner = BenchmarkRunner(get("multidigits"), out_dir=tmp_path, epochs=1, progress=False,
+                             log=lambda line: None)
+    results = runner.run(["ew", "rlw"], seeds=[0])
+    lines = format_markdown(results).splitlines()
+    assert lines[0].startswith("| method | arch | left/accuracy")
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["single-task", "ew", "rlw"]
+    assert (tmp_path / "results.md").read_text().strip() == format_markdown(results)

@@ -6,7 +6,13 @@
 
 from . import census_income, multimnist  # noqa: F401  (importing registers them)
 from .base import Benchmark, BenchmarkData, Split, available, get, register
-from .runner import BenchmarkResults, BenchmarkRunner, format_table, parse_method
+from .runner import (
+    BenchmarkResults,
+    BenchmarkRunner,
+    format_markdown,
+    format_table,
+    parse_method,
+)
 
 __all__ = [
     "Benchmark",
@@ -15,6 +21,7 @@ __all__ = [
     "BenchmarkRunner",
     "Split",
     "available",
+    "format_markdown",
     "format_table",
     "get",
     "parse_method",

@@ -135,14 +135,12 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float] | None:
     return statistics.fmean(values), std
 
 
-def format_table(results: BenchmarkResults) -> str:
-    """The summary as an aligned text table (mean ± std over seeds)."""
-    rows = results.summary()
+def _table_cells(results: BenchmarkResults) -> list[list[str]]:
+    """Header and rows of the summary, as strings (mean ± std over seeds)."""
     columns = ["method", "arch"]
     columns += [f"{t}/{m}" for t, ms in results.report.items() for m in ms]
     columns += ["delta_m", "val_delta_m", "seconds"]
     names = {"delta_m": "Δm % (test)", "val_delta_m": "Δm % (val)", "seconds": "s/run"}
-    header = [names.get(c, c) for c in columns]
 
     def cell(row: dict[str, Any], col: str) -> str:
         value = row.get(col)
@@ -155,10 +153,24 @@ def format_table(results: BenchmarkResults) -> str:
             return f"{sign}{mean:.{digits}f} ± {std:.{digits}f}"
         return str(value)
 
-    table = [header] + [[cell(row, c) for c in columns] for row in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    header = [names.get(c, c) for c in columns]
+    return [header] + [[cell(row, c) for c in columns] for row in results.summary()]
+
+
+def format_table(results: BenchmarkResults) -> str:
+    """The summary as an aligned text table (mean ± std over seeds)."""
+    table = _table_cells(results)
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_markdown(results: BenchmarkResults) -> str:
+    """The summary as a Markdown table (mean ± std over seeds)."""
+    table = _table_cells(results)
+    lines = ["| " + " | ".join(row) + " |" for row in table]
+    lines.insert(1, "|" + "---|" * len(table[0]))
     return "\n".join(lines)
 
 
@@ -185,6 +197,7 @@ def write_results(results: BenchmarkResults, out_dir: Path) -> None:
                 + [run.delta_m, run.val_delta_m, round(run.seconds, 3), run.epochs]
             )
     (out_dir / "results.txt").write_text(format_table(results) + "\n")
+    (out_dir / "results.md").write_text(format_markdown(results) + "\n")
 
 
 def _loader(split: Split, batch_size: int, shuffle: bool):
