@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import PolytaskError
-from ..tasks import Task, as_task_dict
+from ..tasks import Task
 from .base import MultiTaskModel
 from .layers import (
     StageFactory,
@@ -106,9 +106,7 @@ class AdaShare(MultiTaskModel):
         hard_sampling: bool = False,
         heads: Mapping[str, nn.Module] | None = None,
     ) -> None:
-        super().__init__()
-        self.tasks = as_task_dict(tasks)
-        self.task_names = tuple(self.tasks)
+        super().__init__(tasks)
         self._make_stages = make_stages
         stages = make_stage_list(make_stages)
         num = len(stages)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from torch import Tensor, nn
 
 from ..errors import PolytaskError
+from ..tasks import Task, as_task_dict
 
 
 class MultiTaskModel(nn.Module):
@@ -20,9 +21,14 @@ class MultiTaskModel(nn.Module):
 
     task_names: tuple[str, ...] = ()
 
-    def __init__(self) -> None:
+    def __init__(self, tasks: Mapping[str, Task] | Iterable[Task] | None = None) -> None:
+        """``tasks`` (a sequence or name -> Task mapping) sets ``tasks`` and
+        ``task_names``; subclasses that find their tasks otherwise may leave it out."""
         super().__init__()
         self.shared_representation: Tensor | None = None
+        if tasks is not None:
+            self.tasks = as_task_dict(tasks)
+            self.task_names = tuple(self.tasks)
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters used by every task."""

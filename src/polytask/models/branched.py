@@ -124,9 +124,7 @@ class Branched(MultiTaskModel):
         heads: Mapping[str, nn.Module] | None = None,
         example_input: Tensor | None = None,
     ) -> None:
-        super().__init__()
-        self.tasks = as_task_dict(tasks)
-        self.task_names = tuple(self.tasks)
+        super().__init__(tasks)
         first = make_stage_list(make_stages)
         self.spec = normalize_spec(spec, self.task_names, len(first))
         copies = [first] + [

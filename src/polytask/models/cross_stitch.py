@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import PolytaskError
-from ..tasks import Task, as_task_dict
+from ..tasks import Task
 from .base import MultiTaskModel
 from .layers import (
     StageFactory,
@@ -90,9 +90,7 @@ class CrossStitch(MultiTaskModel):
         heads: Mapping[str, nn.Module] | None = None,
         example_input: Tensor | None = None,
     ) -> None:
-        super().__init__()
-        self.tasks = as_task_dict(tasks)
-        self.task_names = tuple(self.tasks)
+        super().__init__(tasks)
         self.columns = nn.ModuleList([make_stage_list(make_stages) for _ in self.task_names])
         num_stages = len(self.columns[0])
         if any(len(c) != num_stages for c in self.columns):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import PolytaskError
-from ..tasks import Binary, Task, as_task_dict
+from ..tasks import Binary, Task
 from .base import MultiTaskModel
 from .layers import module_out_features, modules_parameters
 from .registry import Backbone, register
@@ -81,9 +81,7 @@ class ESMM(MultiTaskModel):
         encoder_out_features: int | None = None,
         example_input: Tensor | None = None,
     ) -> None:
-        super().__init__()
-        self.tasks = as_task_dict(tasks)
-        self.task_names = tuple(self.tasks)
+        super().__init__(tasks)
         self.ctr, self.ctcvr, self.cvr = ctr, ctcvr, cvr
         expected = {ctr, ctcvr} | ({cvr} if cvr else set())
         if set(self.task_names) != expected:

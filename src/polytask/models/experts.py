@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import PolytaskError
-from ..tasks import Task, as_task_dict
+from ..tasks import Task
 from .base import MultiTaskModel
 from .layers import (
     backbone_example,
@@ -89,9 +89,7 @@ class MMoE(MultiTaskModel):
         heads: Mapping[str, nn.Module] | None = None,
         example_input: Tensor | None = None,
     ) -> None:
-        super().__init__()
-        self.tasks = as_task_dict(tasks)
-        self.task_names = tuple(self.tasks)
+        super().__init__(tasks)
         self.num_experts = _check_count(num_experts, "num_experts")
         self.experts = nn.ModuleList([make_expert() for _ in range(self.num_experts)])
         d_in = _input_features(in_features, example_input, type(self).__name__)
@@ -357,9 +355,7 @@ class PLE(MultiTaskModel):
         heads: Mapping[str, nn.Module] | None = None,
         example_input: Tensor | None = None,
     ) -> None:
-        super().__init__()
-        self.tasks = as_task_dict(tasks)
-        self.task_names = tuple(self.tasks)
+        super().__init__(tasks)
         self.num_levels = _check_count(num_levels, "num_levels")
         _check_count(num_shared_experts, "num_shared_experts", 0)
         _check_count(num_task_experts, "num_task_experts", 0)

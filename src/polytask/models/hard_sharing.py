@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import PolytaskError
-from ..tasks import Task, as_task_dict
+from ..tasks import Task
 from ..tasks.graph import extra_input_features, has_inputs_from, prediction_order, run_heads
 from .base import MultiTaskModel
 
@@ -62,9 +62,7 @@ class HardSharing(MultiTaskModel):
         encoder_out_features: int | None = None,
         example_input: Tensor | None = None,
     ) -> None:
-        super().__init__()
-        self.tasks = as_task_dict(tasks)
-        self.task_names = tuple(self.tasks)
+        super().__init__(tasks)
         heads = dict(heads or {})
         unknown = set(heads) - set(self.tasks)
         if unknown:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import PolytaskError
-from ..tasks import Task, as_task_dict
+from ..tasks import Task
 from .base import MultiTaskModel
 from .branched import Branched, Spec, normalize_spec
 from .layers import (
@@ -75,9 +75,7 @@ class LearningToBranch(MultiTaskModel):
         heads: Mapping[str, nn.Module] | None = None,
         example_input: Tensor | None = None,
     ) -> None:
-        super().__init__()
-        self.tasks = as_task_dict(tasks)
-        self.task_names = tuple(self.tasks)
+        super().__init__(tasks)
         k = len(self.task_names)
         first = make_stage_list(make_stages)
         num = len(first)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import PolytaskError, ShapeMismatchError
-from ..tasks import Task, as_task_dict
+from ..tasks import Task
 from .base import MultiTaskModel
 from .layers import (
     StageFactory,
@@ -109,9 +109,7 @@ class MTAN(MultiTaskModel):
         heads: Mapping[str, nn.Module] | None = None,
         norm: bool = True,
     ) -> None:
-        super().__init__()
-        self.tasks = as_task_dict(tasks)
-        self.task_names = tuple(self.tasks)
+        super().__init__(tasks)
         self.stages = make_stage_list(make_stages)
         if example_input is None:
             raise PolytaskError("MTAN needs example_input=... to find each stage's shape")

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import PolytaskError, ShapeMismatchError
-from ..tasks import Task, as_task_dict
+from ..tasks import Task
 from .base import MultiTaskModel
 from .cross_stitch import _stitch_points
 from .layers import (
@@ -86,9 +86,7 @@ class Sluice(MultiTaskModel):
         heads: Mapping[str, nn.Module] | None = None,
         example_input: Tensor | None = None,
     ) -> None:
-        super().__init__()
-        self.tasks = as_task_dict(tasks)
-        self.task_names = tuple(self.tasks)
+        super().__init__(tasks)
         if num_subspaces < 1:
             raise PolytaskError(f"num_subspaces must be >= 1, got {num_subspaces}")
         self.num_subspaces = num_subspaces
