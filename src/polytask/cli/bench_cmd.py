@@ -33,6 +33,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--arch", default=None, help="comma-separated architectures (default hard)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds, 0..N-1 (default 1)")
+    p.add_argument(
+        "--first-seed", type=int, default=0,
+        help="seeds are FIRST..FIRST+N-1 (to spread seeds over processes sharing --out)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the benchmark's)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -110,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     archs = _split_methods(args.arch)
     print(f"{benchmark.name}: {benchmark.description}")
     print(f"methods {methods}, architectures {archs}, seeds {args.seeds}, out {out}")
-    results = runner.run(methods, archs, range(args.seeds))
+    results = runner.run(methods, archs, range(args.first_seed, args.first_seed + args.seeds))
     print()
     print(format_table(results))
     print(f"\nΔm: mean relative change over {_metric_list(benchmark)} against single-task "
