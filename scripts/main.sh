@@ -8,6 +8,6 @@ source "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 polytask data get census-income
 # equal weighting, loss weightings and gradient aggregations (any of `polytask list methods`)
-METHODS="${POLYTASK_MAIN_METHODS:-ew,uw,dwa,rlw,gls,famo,db-mtl,gradnorm,imtl,mgda,pcgrad,cagrad,imtl-g,nash-mtl,aligned-mtl,upgrad,config,fairgrad}"
+METHODS="${POLYTASK_MAIN_METHODS:-ew,uw,dwa,rlw,famo,gradnorm,mgda,pcgrad,cagrad,nash-mtl,upgrad,aligned-mtl}"
 exec polytask bench census-income --methods "$METHODS" --seeds 1 --epochs 2 \
   --out runs/main --no-progress "$@"
