@@ -30,6 +30,10 @@ class MultiTaskModel(nn.Module):
             self.tasks = as_task_dict(tasks)
             self.task_names = tuple(self.tasks)
 
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the Trainer before each epoch (schedules such as AdaShare's
+        curriculum); the default does nothing."""
+
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters used by every task."""
         raise NotImplementedError

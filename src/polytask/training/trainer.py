@@ -200,7 +200,7 @@ class Trainer:
         for epoch in range(self.epochs_done, epochs):
             for cb in self.callbacks:
                 cb.on_epoch_start(self, epoch)
-            if hasattr(self.model, "on_epoch_start"):  # schedules (AdaShare, Learning to Branch)
+            if isinstance(self.model, MultiTaskModel):  # schedules (AdaShare, Learning to Branch)
                 self.model.on_epoch_start(epoch)
             start = time.perf_counter()
             train_logs = self._train_epoch(train_loader, epoch, epochs)
