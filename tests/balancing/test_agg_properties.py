@@ -259,7 +259,7 @@ def test_fairgrad_solves_the_alpha_fair_equation(alpha):
 
 def test_moco_tracks_gradients_and_steps_the_weights():
     j1, j2 = conflicting(3, 5, 30), conflicting(3, 5, 31)
-    m = B.get("moco")
+    m = B.get("moco", normalization="none")
     d1 = m.aggregate(j1)
     lam = torch.full((3,), 1 / 3) - 0.1 * (j1 @ j1.T) @ torch.full((3,), 1 / 3)
     from polytask.balancing.aggregation._solvers import project_simplex
@@ -269,6 +269,17 @@ def test_moco_tracks_gradients_and_steps_the_weights():
     m.aggregate(j2)
     y = j1 - 0.5 / 2**0.5 * (j1 - j2)
     assert torch.allclose(m.tracked, y)
+
+
+def test_moco_loss_normalization_scales_each_gradient_to_its_loss():
+    j = conflicting(3, 5, 32)
+    m = B.get("moco")  # the authors' code: unit gradient times the task's loss
+    m.current_losses = torch.tensor([0.5, 2.0, 1.0])
+    m.aggregate(j)
+    assert torch.allclose(m.tracked.norm(dim=1), torch.tensor([0.5, 2.0, 1.0]), rtol=1e-6)
+    bare = B.get("moco")  # no losses known: unit gradients
+    bare.aggregate(j)
+    assert torch.allclose(bare.tracked.norm(dim=1), torch.ones(3), rtol=1e-6)
 
 
 def test_rgw_draws_positive_weights_summing_to_one():

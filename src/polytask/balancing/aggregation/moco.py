@@ -27,6 +27,10 @@ class MoCo(GradientAggregator):
     Args:
         beta, beta_sigma, gamma, gamma_sigma, rho: the paper's hyper-parameters
             (defaults 0.5, 0.5, 0.1, 0.5, 0 from the authors' LibMTL configuration).
+        normalization: how each task gradient is scaled before it is tracked:
+            ``"loss"`` (the authors' code: unit gradient times the task's loss; on a
+            bare Jacobian, with no losses known, the losses count as 1), ``"l2"``
+            (unit gradients) or ``"none"`` (raw gradients).
 
     ``Y`` starts at the first Jacobian (no start-up shrinkage towards zero) and ``λ``
     uniform; both are buffers (saved in checkpoints). On the representation path, a
@@ -38,8 +42,14 @@ class MoCo(GradientAggregator):
     """
 
     def __init__(self, beta: float = 0.5, beta_sigma: float = 0.5, gamma: float = 0.1,
-                 gamma_sigma: float = 0.5, rho: float = 0.0, **engine_options: Any) -> None:
+                 gamma_sigma: float = 0.5, rho: float = 0.0, normalization: str = "loss",
+                 **engine_options: Any) -> None:
         super().__init__(**engine_options)
+        if normalization not in ("loss", "l2", "none"):
+            raise ValueError(
+                f"MoCo normalization {normalization!r}: choose 'loss', 'l2' or 'none'"
+            )
+        self.normalization = normalization
         self.beta, self.beta_sigma = beta, beta_sigma
         self.gamma, self.gamma_sigma = gamma, gamma_sigma
         self.rho = rho
@@ -53,7 +63,7 @@ class MoCo(GradientAggregator):
 
     def aggregate(self, jacobian: Tensor) -> Tensor:
         k = jacobian.shape[0]
-        jac = jacobian.detach()
+        jac = self._normalized(jacobian.detach())
         if self.tracked.shape != jac.shape:
             if self.tracked.numel():
                 self.extras["restarted"] = 1.0
@@ -77,3 +87,12 @@ class MoCo(GradientAggregator):
         w = torch.as_tensor(lam, device=jac.device)
         self._last_weights = w
         return w.to(jac.dtype) @ y
+
+    def _normalized(self, jac: Tensor) -> Tensor:
+        if self.normalization == "none":
+            return jac
+        unit = jac / (jac.norm(dim=1, keepdim=True) + 1e-8)
+        losses = self.current_losses
+        if self.normalization == "l2" or losses is None:
+            return unit
+        return unit * losses.detach().abs().to(jac.device, jac.dtype).reshape(-1, 1)
