@@ -58,3 +58,13 @@ def check_split(model, x: torch.Tensor, require_reach: bool = True) -> None:
                 assert not leaked, f"parameters of task {k} reached by task {j}: {leaked}"
         if require_reach:
             assert {id(p) for p in ps} <= reached[k], f"task {k} owns unreached parameters"
+
+
+def assert_independent_columns(model, x: torch.Tensor) -> None:
+    """Each task's output equals its own column run alone (no mixing across columns)."""
+    out = model(x)
+    for i, name in enumerate(model.task_names):
+        h = x
+        for stage in model.columns[i]:
+            h = stage(h)
+        assert torch.allclose(out[name], model.heads[name](h), atol=1e-6), name
