@@ -13,8 +13,10 @@ it relative to equal weighting (``ew``):
   the PyTorch profiler's allocation events (CPU) or ``max_memory_allocated`` (CUDA).
 
 Paths: ``jac-loop`` / ``jac-batched`` (the K×P Jacobian by a loop of autograd calls /
-one vmapped call), ``gramian`` (only the K×K Gramian, one parameter tensor at a time,
-then one weighted backward), ``rep`` (gradients of the shared representation).
+one vmapped call), ``gramian`` (only the K×K Gramian, by Jacobian-vector products with
+one task gradient held at a time, then one weighted backward), ``gramian-blocks`` (the
+Gramian one parameter tensor at a time), ``rep`` (gradients of the shared
+representation).
 
 Writes a Markdown table to ``docs/benchmarks/aggregators.md`` and the raw rows to
 ``docs/benchmarks/aggregators.csv``::
@@ -45,7 +47,9 @@ JACOBIAN_METHODS = ["graddrop", "moco"]
 PATHS = {
     "jac-loop": {"path": "jacobian", "strategy": "loop"},
     "jac-batched": {"path": "jacobian", "strategy": "batched"},
-    "gramian": {"path": "gramian", "strategy": "loop", "max_block_numel": 1},
+    # jacobian_memory_limit=0: hold one task gradient at a time (Jacobian-vector products)
+    "gramian": {"path": "gramian", "strategy": "loop", "jacobian_memory_limit": 0},
+    "gramian-blocks": {"path": "gramian", "strategy": "loop", "max_block_numel": 1},
     "rep": {"path": "representation", "strategy": "loop"},
 }
 
@@ -189,8 +193,10 @@ def markdown(rows, args, device, rules) -> str:
         "(`ew`) on the same model and K.",
         "",
         "Paths: `jac-loop` / `jac-batched` = full K×P Jacobian (loop of autograd calls / one "
-        "vmapped call); `gramian` = K×K Gramian accumulated one parameter tensor at a time, "
-        "then one weighted backward (the Jacobian is never held); `rep` = gradients of the "
+        "vmapped call); `gramian` = K×K Gramian by Jacobian-vector products holding one task "
+        "gradient at a time (`jacobian_memory_limit=0`), then one weighted backward; "
+        "`gramian-blocks` = the Gramian accumulated one parameter tensor at a time "
+        "(`max_block_numel=1`); `rep` = gradients of the "
         "shared representation (the cheap \"-ub\" mode). Peak memory = tensors alive before the "
         "step (parameters, Adam state, batch) + the high-water mark of allocations during it.",
         "",

@@ -68,6 +68,8 @@ ENGINE_VARIANTS = [
     {"path": "gramian", "strategy": "batched"},
     {"path": "gramian", "strategy": "loop", "max_block_numel": 1},  # one parameter at a time
     {"path": "auto", "jacobian_memory_limit": 1},  # forces the Gramian path
+    {"path": "gramian", "strategy": "loop", "jacobian_memory_limit": 1},  # products, 1 task
+    {"path": "gramian", "strategy": "batched", "chunk_size": 2},  # products, 2 tasks a call
 ]
 
 
@@ -190,6 +192,62 @@ def test_gramian_blocks_match_the_full_gramian():
         assert torch.allclose(gram, jac @ jac.T)
     big = torch.tensor([[1e30, 0.0], [-1e30, 1e-30]], dtype=torch.float32)
     assert torch.isfinite(engine.scaled_gram(big)).all()
+
+
+def test_gramian_by_products_matches_the_full_gramian():
+    from polytask.balancing import engine
+
+    model = Tiny()
+    x, y = data()
+    losses = list(model.losses(x, y).values())
+    params = list(model.trunk.parameters())
+    jac = engine.compute_jacobian(losses, params, "loop", True)
+    expected = (jac.double() @ jac.double().T)
+    for strategy, chunk in [("loop", None), ("loop", 2), ("batched", 2), ("batched", 3)]:
+        gram = engine.gramian_by_products(losses, params, strategy, chunk)
+        assert torch.allclose(gram, expected, rtol=1e-5, atol=1e-8), (strategy, chunk)
+        assert torch.equal(gram, gram.T)
+    # the graph is kept for the weighted backward that follows
+    sum(losses).backward()
+
+
+def test_gramian_by_products_keeps_tiny_gradients_and_unreached_tasks():
+    from polytask.balancing import engine
+
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0]))
+    x = torch.tensor([1e-25, -2e-25, 0.5e-25])
+    losses = [(w * x).sum(), (w * w).sum() * 0.0 + (w[0] * 1e-25), torch.zeros(()) * w.sum()]
+    gram = engine.gramian_by_products(losses, [w], "loop", None)
+    rows = torch.stack([x.double(), torch.tensor([1e-25, 0.0, 0.0], dtype=torch.float64),
+                        torch.zeros(3, dtype=torch.float64)])
+    assert torch.allclose(gram, rows @ rows.T, rtol=1e-5, atol=0)
+    assert gram[0, 0] > 0
+
+
+def test_gramian_falls_back_to_blocks_when_an_operator_has_no_double_backward():
+    from torch.autograd.function import once_differentiable
+
+    from polytask.balancing import engine
+
+    class Square(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, v):
+            ctx.save_for_backward(v)
+            return v * v
+
+        @staticmethod
+        @once_differentiable
+        def backward(ctx, grad):
+            (v,) = ctx.saved_tensors
+            return 2 * v * grad
+
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    losses = [Square.apply(w).sum(), (w * torch.tensor([3.0, 1.0])).sum()]
+    engine._warned_double_backward = False
+    with pytest.warns(RuntimeWarning, match="one parameter tensor at a time"):
+        gram = engine.compute_gramian(losses, [w], "loop")
+    rows = torch.tensor([[2.0, -4.0], [3.0, 1.0]], dtype=torch.float64)
+    assert torch.allclose(gram, rows @ rows.T)
 
 
 def test_stateful_methods_survive_a_state_dict_round_trip():

@@ -234,9 +234,11 @@ class GradientAggregator(Balancer):
 
     - ``"jacobian"``: the K×P Jacobian of the shared parameters (``strategy`` ``"loop"``
       or ``"batched"``, ``chunk_size`` tasks per batched call), then the rule;
-    - ``"gramian"``: only the K×K Gramian, accumulated over blocks of at most
-      ``max_block_numel`` parameters (default: as many as fit ``jacobian_memory_limit``
-      bytes), then one backward of ``Σ w_k L_k``: the K×P Jacobian is never held;
+    - ``"gramian"``: only the K×K Gramian, then one backward of ``Σ w_k L_k``. The
+      whole Jacobian is used when it fits ``jacobian_memory_limit`` bytes; otherwise
+      the Gramian is built by Jacobian-vector products holding only as many task
+      gradients as fit the limit (at least one; ``chunk_size`` sets the number), or,
+      with ``max_block_numel``, from blocks of at most that many parameters;
     - ``"representation"``: gradients w.r.t. the shared representation instead (the
       cheap "-ub" variant), backpropagated through the shared encoder;
     - ``"auto"`` (default): ``"gramian"`` for Gramian-based methods whose full Jacobian
@@ -317,11 +319,22 @@ class GradientAggregator(Balancer):
         size = sum(p.numel() * p.element_size() for p in ctx.shared_params) * k
         return "gramian" if size > self.jacobian_memory_limit else "jacobian"
 
-    def _block_numel(self, ctx: BalanceContext) -> int | None:
+    def _gramian(self, ctx: BalanceContext) -> Tensor:
+        """The Gramian of the shared parameters' task gradients, within the memory
+        limit: the whole Jacobian when it fits ``jacobian_memory_limit``, else by
+        Jacobian-vector products in chunks of as many tasks as fit (``chunk_size``
+        when given), or by parameter blocks when ``max_block_numel`` is given."""
+        params = ctx.shared_params
         if self.max_block_numel is not None:
-            return self.max_block_numel
-        item = ctx.shared_params[0].element_size() if ctx.shared_params else 4
-        return max(1, self.jacobian_memory_limit // (len(ctx.losses) * item))
+            return engine.compute_gramian(
+                ctx.losses, params, self.strategy, self.chunk_size, self.max_block_numel
+            )
+        k = len(ctx.losses)
+        row_bytes = sum(p.numel() * p.element_size() for p in params)
+        chunk = self.chunk_size or max(1, self.jacobian_memory_limit // max(1, row_bytes))
+        if chunk >= k:  # the whole Jacobian fits: one pass, no double backward
+            return engine.gramian_by_blocks(ctx.losses, params, self.strategy, self.chunk_size)
+        return engine.compute_gramian(ctx.losses, params, self.strategy, chunk)
 
     def _other_params(self, ctx: BalanceContext) -> list[Tensor]:
         """The non-shared parameters the losses reach (task-specific ones)."""
@@ -353,10 +366,7 @@ class GradientAggregator(Balancer):
             elif not ctx.shared_params:
                 raise PolytaskError(f"{type(self).__name__} needs shared_params")
             elif path == "gramian":
-                gramian = engine.compute_gramian(
-                    ctx.losses, ctx.shared_params, self.strategy, self.chunk_size,
-                    self._block_numel(ctx),
-                )
+                gramian = self._gramian(ctx)
                 result = self._weighted_backward(ctx, self._rule_weights(gramian))
             else:
                 result = self._backward_jacobian(ctx)

@@ -12,12 +12,20 @@ representation):
 Gradients are returned flattened and concatenated over the inputs, one row per task:
 the K×P Jacobian. Inputs a loss does not reach get zeros.
 
-:func:`compute_gramian` gives the K×K Gramian ``J Jᵀ`` (float64, overflow-safe)
-without holding the whole Jacobian: it walks the inputs in blocks of at most
-``max_block_numel`` elements, computes the K×|block| Jacobian of one block, folds it
-into the Gramian and frees it before the next. Peak extra memory is K × the largest
-block (plus the batched backward's K × activation buffers with ``"batched"``); the
-price is one backward per block, each going from the losses down to that block only.
+:func:`compute_gramian` gives the K×K Gramian ``J Jᵀ`` (float64) without holding
+the whole Jacobian, in one of two ways:
+
+- by products (default): for a chunk C of tasks, the rows ``J_C`` (|C|×P) are
+  computed, then the Gramian's columns ``G[:, C] = J J_Cᵀ`` by Jacobian-vector
+  products, i.e. a backward through the backward of ``Σ_k w_k L_k`` w.r.t. a dummy
+  ``w`` (``∂⟨Jᵀw, v⟩/∂w = J v``). Peak extra memory is |C| task gradients (one, in
+  the loop strategy without ``chunk_size``) plus the graph of one backward, whatever
+  K is; the price is one extra backward through the backward per task;
+- by blocks (``max_block_numel``): walks the inputs in blocks of at most that many
+  elements, computes the K×|block| Jacobian of one block, folds it into the Gramian
+  and frees it. Peak extra memory is K × the largest block; the price is one
+  backward per block, each going from the losses down to that block only. Needs no
+  double backward, so it is also the fallback for operators without one.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from torch import Tensor
 
 STRATEGIES = ("loop", "batched")
 _warned_fallback = False
+_warned_double_backward = False
 
 
 def _flatten(grads: Sequence[Tensor | None], inputs: Sequence[Tensor], rows: int | None):
@@ -166,19 +175,16 @@ def parameter_blocks(
     return blocks
 
 
-def compute_gramian(
+def gramian_by_blocks(
     losses: Sequence[Tensor],
     inputs: Sequence[Tensor],
     strategy: str = "loop",
     chunk_size: int | None = None,
     max_block_numel: int | None = None,
 ) -> Tensor:
-    """K×K Gramian ``J Jᵀ`` (float64) of the losses' gradients w.r.t. ``inputs``.
-
-    The graph is kept (a weighted backward follows). With ``max_block_numel`` the
-    Jacobian is never held whole: one block of inputs at a time is differentiated,
-    folded into the Gramian and freed.
-    """
+    """K×K Gramian (float64), one block of at most ``max_block_numel`` input elements
+    at a time (all inputs at once when None): the K×|block| Jacobian of each block is
+    folded into the Gramian and freed before the next. The graph is kept."""
     gram = None
     for block in parameter_blocks(inputs, max_block_numel):
         jac = compute_jacobian(losses, block, strategy, True, chunk_size)
@@ -189,6 +195,111 @@ def compute_gramian(
         k = len(losses)
         return torch.zeros(k, k, dtype=torch.float64)
     return gram
+
+
+def gramian_by_products(
+    losses: Sequence[Tensor],
+    inputs: Sequence[Tensor],
+    strategy: str = "loop",
+    chunk_size: int | None = None,
+) -> Tensor:
+    """K×K Gramian (float64) by Jacobian-vector products, holding at most
+    ``chunk_size`` task gradients (1 when None) at once. The graph is kept.
+
+    ``u(w) = Jᵀ w`` is the backward of ``Σ_k w_k L_k`` with ``create_graph=True``; it
+    is linear in the dummy ``w``, so ``∂⟨u, v⟩/∂w = J v`` for any ``v``. With ``v`` the
+    gradients of a chunk of tasks this gives the chunk's columns of ``J Jᵀ``. Each
+    chunk of rows is divided by its largest entry before the product (the scale is
+    put back in float64), so tiny gradients do not underflow. Raises ``RuntimeError``
+    when an operator of the graph has no double backward.
+    """
+    k = len(losses)
+    gram = torch.zeros(k, k, dtype=torch.float64)
+    stacked = torch.stack(list(losses))
+    if not stacked.requires_grad or not inputs:
+        return gram
+    dummy = torch.ones(k, dtype=stacked.dtype, device=stacked.device, requires_grad=True)
+    grads = torch.autograd.grad(
+        stacked, inputs, grad_outputs=dummy, create_graph=True, allow_unused=True
+    )
+    reached = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+    if not reached:
+        return gram
+    u = [grads[i] for i in reached]
+    sizes = [inputs[i].numel() for i in reached]
+    used = [inputs[i] for i in reached]
+    del grads
+    chunk = max(1, chunk_size or 1)
+    batched = strategy == "batched" and chunk > 1
+    for start in range(0, k, chunk):
+        rows = compute_jacobian(
+            list(losses[start : start + chunk]), used, strategy, True, chunk_size
+        )
+        scale = rows.abs().amax()
+        if not bool(torch.isfinite(scale)):
+            raise FloatingPointError("a task gradient is not finite")
+        if float(scale) == 0.0:
+            continue
+        rows = rows / scale
+        pieces = [r.view(rows.shape[0], *inp.shape) for r, inp in
+                  zip(rows.split(sizes, dim=1), used)]
+        if batched:
+            (cols,) = torch.autograd.grad(
+                u, dummy, grad_outputs=pieces, retain_graph=True, is_grads_batched=True,
+                allow_unused=True, materialize_grads=True,
+            )
+        else:
+            cols = torch.stack([
+                torch.autograd.grad(u, dummy, grad_outputs=[p[j] for p in pieces],
+                                    retain_graph=True, materialize_grads=True)[0]
+                for j in range(rows.shape[0])
+            ])
+        # An operator whose backward is not differentiable (e.g. ``once_differentiable``)
+        # can drop its share of J v without an error; each task's own squared norm,
+        # known from its row, catches it.
+        expected = rows.double().square().sum(dim=1) * float(scale)  # rows are unit-scaled
+        got = cols.double()[torch.arange(cols.shape[0]), start + torch.arange(cols.shape[0])]
+        if bool(((got - expected).abs() > 1e-3 * expected + 1e-9 * expected.max()).any()):
+            raise RuntimeError(
+                "Jacobian-vector products disagree with the task gradients' norms "
+                "(an operator of the graph has no double backward)"
+            )
+        del rows, pieces
+        gram[:, start : start + cols.shape[0]] = cols.T.to(torch.float64).cpu() * float(scale)
+    gram = 0.5 * (gram + gram.T)
+    return gram.to(stacked.device)
+
+
+def compute_gramian(
+    losses: Sequence[Tensor],
+    inputs: Sequence[Tensor],
+    strategy: str = "loop",
+    chunk_size: int | None = None,
+    max_block_numel: int | None = None,
+) -> Tensor:
+    """K×K Gramian ``J Jᵀ`` (float64) of the losses' gradients w.r.t. ``inputs``,
+    never holding the whole K×P Jacobian.
+
+    By blocks of inputs when ``max_block_numel`` is given, else by Jacobian-vector
+    products in chunks of ``chunk_size`` tasks (see the module docstring); when the
+    graph has an operator without double backward, warns once and uses blocks of one
+    input tensor. The graph is kept (a weighted backward follows).
+    """
+    global _warned_double_backward
+    if max_block_numel is not None:
+        return gramian_by_blocks(losses, inputs, strategy, chunk_size, max_block_numel)
+    try:
+        return gramian_by_products(losses, inputs, strategy, chunk_size)
+    except RuntimeError as error:
+        if not _warned_double_backward:
+            warnings.warn(
+                f"Gramian by Jacobian-vector products failed ({str(error).splitlines()[0]}); "
+                "computing it one parameter tensor at a time instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            _warned_double_backward = True
+        return gramian_by_blocks(losses, inputs, strategy, chunk_size, 1)
 
 
 def leaf_parameters(loss: Tensor) -> list[Tensor]:
