@@ -50,10 +50,16 @@ class BalanceContext:
     representation: Tensor | None
     step: int
 
+    _loss_values: Tensor | None = field(default=None, repr=False)
+
     @property
     def loss_values(self) -> Tensor:
-        """The losses as a detached K-vector."""
-        return torch.stack([loss.detach() for loss in self.losses])
+        """The losses as a detached K-vector (under ``torch.distributed``, averaged
+        across ranks: the whole batch's losses, the same on every rank)."""
+        if self._loss_values is None:
+            values = torch.stack([loss.detach() for loss in self.losses])
+            self._loss_values = engine.average_across_ranks(values)
+        return self._loss_values
 
 
 def _as_list(params: Iterable[Tensor] | Tensor | None) -> list[Tensor]:
@@ -325,16 +331,19 @@ class GradientAggregator(Balancer):
         Jacobian-vector products in chunks of as many tasks as fit (``chunk_size``
         when given), or by parameter blocks when ``max_block_numel`` is given."""
         params = ctx.shared_params
+        reduce = engine.world_size() > 1
         if self.max_block_numel is not None:
             return engine.compute_gramian(
-                ctx.losses, params, self.strategy, self.chunk_size, self.max_block_numel
+                ctx.losses, params, self.strategy, self.chunk_size, self.max_block_numel, reduce
             )
         k = len(ctx.losses)
         row_bytes = sum(p.numel() * p.element_size() for p in params)
         chunk = self.chunk_size or max(1, self.jacobian_memory_limit // max(1, row_bytes))
         if chunk >= k:  # the whole Jacobian fits: one pass, no double backward
-            return engine.gramian_by_blocks(ctx.losses, params, self.strategy, self.chunk_size)
-        return engine.compute_gramian(ctx.losses, params, self.strategy, chunk)
+            return engine.gramian_by_blocks(
+                ctx.losses, params, self.strategy, self.chunk_size, None, reduce
+            )
+        return engine.compute_gramian(ctx.losses, params, self.strategy, chunk, None, reduce)
 
     def _other_params(self, ctx: BalanceContext) -> list[Tensor]:
         """The non-shared parameters the losses reach (task-specific ones)."""
@@ -387,7 +396,11 @@ class GradientAggregator(Balancer):
         w = w.detach()
         total = sum(wk.to(loss.dtype) * loss for wk, loss in zip(w, ctx.losses))
         if isinstance(total, Tensor) and total.requires_grad:
-            total.backward()
+            if engine.world_size() > 1:
+                params = ctx.shared_params + self._other_params(ctx)
+                _backward_averaged(total, params, retain_graph=False)
+            else:
+                total.backward()
         return self._result(ctx)
 
     def _backward_others(self, ctx: BalanceContext, retain_graph: bool) -> None:
@@ -397,12 +410,16 @@ class GradientAggregator(Balancer):
         w = self._weights_or_ones(len(ctx.losses))
         total = sum(wk.to(loss.dtype) * loss for wk, loss in zip(w, ctx.losses))
         if isinstance(total, Tensor) and total.requires_grad:
-            torch.autograd.backward(total, inputs=others, retain_graph=retain_graph)
+            if engine.world_size() > 1:
+                _backward_averaged(total, others, retain_graph)
+            else:
+                torch.autograd.backward(total, inputs=others, retain_graph=retain_graph)
 
     def _backward_jacobian(self, ctx: BalanceContext) -> BalanceResult:
         jac = engine.compute_jacobian(
             ctx.losses, ctx.shared_params, self.strategy, True, self.chunk_size
         )
+        engine.average_across_ranks(jac)
         direction = self.aggregate(jac)
         del jac
         engine.add_to_grad(ctx.shared_params, direction)
@@ -417,13 +434,32 @@ class GradientAggregator(Balancer):
                 "model.shared_representation (a tensor in the graph)"
             )
         self.current_activation = rep.detach()
+        ranks = engine.world_size()
+        if ranks > 1 and not self.gramian_based:
+            raise PolytaskError(
+                f"{type(self).__name__}(path='representation') is not supported under "
+                "torch.distributed: its rule needs every rank's representation gradients; "
+                "use path='jacobian'"
+            )
         jac = engine.compute_jacobian(ctx.losses, [rep], self.strategy, True, self.chunk_size)
         if self.gramian_based:
-            w = self._rule_weights(engine.scaled_gram(jac))
+            # the whole batch's representation Jacobian stacks the ranks' ones, each
+            # scaled by 1/R (the loss is the mean over ranks): G = Σ_r G_r / R²
+            gram = engine.average_across_ranks(engine.scaled_gram(jac)) / ranks
             del jac
-            return self._weighted_backward(ctx, w)
+            return self._weighted_backward(ctx, self._rule_weights(gram))
         direction = self.aggregate(jac).view_as(rep)
         del jac
         self._backward_others(ctx, retain_graph=True)
         torch.autograd.backward(rep, grad_tensors=direction.to(rep.dtype))
         return self._result(ctx)
+
+
+def _backward_averaged(total: Tensor, params: list[Tensor], retain_graph: bool) -> None:
+    """Add ``∂total/∂params``, averaged across ``torch.distributed`` ranks, to ``.grad``."""
+    if not params:
+        return
+    grads = torch.autograd.grad(total, params, retain_graph=retain_graph, allow_unused=True,
+                                materialize_grads=True)
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    engine.add_to_grad(params, engine.average_across_ranks(flat))

@@ -26,6 +26,13 @@ the whole Jacobian, in one of two ways:
   and frees it. Peak extra memory is K × the largest block; the price is one
   backward per block, each going from the losses down to that block only. Needs no
   double backward, so it is also the fallback for operators without one.
+
+Under ``torch.distributed`` (initialised, more than one process), what the engine
+computes from the shared parameters is averaged across ranks before any rule sees it
+(``reduce=True``): the Jacobian, its blocks, or the product path's rows and columns.
+With each rank's loss the mean over an equal share of the batch, every rank then
+holds the Jacobian (and Gramian) of the whole batch, so all ranks compute the same
+weights and the update equals one process's on the whole batch.
 """
 
 from __future__ import annotations
@@ -37,6 +44,24 @@ import torch
 from torch import Tensor
 
 STRATEGIES = ("loop", "batched")
+
+
+def world_size() -> int:
+    """Processes in the default ``torch.distributed`` group (1 when not initialised)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def average_across_ranks(tensor: Tensor) -> Tensor:
+    """``tensor`` averaged in place over the ranks of ``torch.distributed`` (unchanged
+    in a single process); returns it."""
+    size = world_size()
+    if size > 1:
+        torch.distributed.all_reduce(tensor)
+        tensor /= size
+    return tensor
 _warned_fallback = False
 _warned_double_backward = False
 
@@ -181,13 +206,17 @@ def gramian_by_blocks(
     strategy: str = "loop",
     chunk_size: int | None = None,
     max_block_numel: int | None = None,
+    reduce: bool = False,
 ) -> Tensor:
     """K×K Gramian (float64), one block of at most ``max_block_numel`` input elements
     at a time (all inputs at once when None): the K×|block| Jacobian of each block is
-    folded into the Gramian and freed before the next. The graph is kept."""
+    folded into the Gramian and freed before the next. The graph is kept. With
+    ``reduce``, each block is averaged across ranks first."""
     gram = None
     for block in parameter_blocks(inputs, max_block_numel):
         jac = compute_jacobian(losses, block, strategy, True, chunk_size)
+        if reduce:
+            average_across_ranks(jac)
         part = scaled_gram(jac)
         del jac
         gram = part if gram is None else gram + part
@@ -202,6 +231,7 @@ def gramian_by_products(
     inputs: Sequence[Tensor],
     strategy: str = "loop",
     chunk_size: int | None = None,
+    reduce: bool = False,
 ) -> Tensor:
     """K×K Gramian (float64) by Jacobian-vector products, holding at most
     ``chunk_size`` task gradients (1 when None) at once. The graph is kept.
@@ -211,7 +241,8 @@ def gramian_by_products(
     gradients of a chunk of tasks this gives the chunk's columns of ``J Jᵀ``. Each
     chunk of rows is divided by its largest entry before the product (the scale is
     put back in float64), so tiny gradients do not underflow. Raises ``RuntimeError``
-    when an operator of the graph has no double backward.
+    when an operator of the graph has no double backward. With ``reduce``, rows and
+    columns are averaged across ranks (the Gramian of the whole batch's Jacobian).
     """
     k = len(losses)
     gram = torch.zeros(k, k, dtype=torch.float64)
@@ -235,6 +266,8 @@ def gramian_by_products(
         rows = compute_jacobian(
             list(losses[start : start + chunk]), used, strategy, True, chunk_size
         )
+        if reduce:
+            average_across_ranks(rows)
         scale = rows.abs().amax()
         if not bool(torch.isfinite(scale)):
             raise FloatingPointError("a task gradient is not finite")
@@ -254,6 +287,8 @@ def gramian_by_products(
                                     retain_graph=True, materialize_grads=True)[0]
                 for j in range(rows.shape[0])
             ])
+        if reduce:
+            average_across_ranks(cols)
         # An operator whose backward is not differentiable (e.g. ``once_differentiable``)
         # can drop its share of J v without an error; each task's own squared norm,
         # known from its row, catches it.
@@ -276,9 +311,10 @@ def compute_gramian(
     strategy: str = "loop",
     chunk_size: int | None = None,
     max_block_numel: int | None = None,
+    reduce: bool = False,
 ) -> Tensor:
     """K×K Gramian ``J Jᵀ`` (float64) of the losses' gradients w.r.t. ``inputs``,
-    never holding the whole K×P Jacobian.
+    never holding the whole K×P Jacobian (averaged across ranks with ``reduce``).
 
     By blocks of inputs when ``max_block_numel`` is given, else by Jacobian-vector
     products in chunks of ``chunk_size`` tasks (see the module docstring); when the
@@ -287,9 +323,11 @@ def compute_gramian(
     """
     global _warned_double_backward
     if max_block_numel is not None:
-        return gramian_by_blocks(losses, inputs, strategy, chunk_size, max_block_numel)
+        return gramian_by_blocks(
+            losses, inputs, strategy, chunk_size, max_block_numel, reduce
+        )
     try:
-        return gramian_by_products(losses, inputs, strategy, chunk_size)
+        return gramian_by_products(losses, inputs, strategy, chunk_size, reduce)
     except RuntimeError as error:
         if not _warned_double_backward:
             warnings.warn(
@@ -299,7 +337,7 @@ def compute_gramian(
                 stacklevel=3,
             )
             _warned_double_backward = True
-        return gramian_by_blocks(losses, inputs, strategy, chunk_size, 1)
+        return gramian_by_blocks(losses, inputs, strategy, chunk_size, 1, reduce)
 
 
 def leaf_parameters(loss: Tensor) -> list[Tensor]:
