@@ -54,6 +54,20 @@ PATHS = {
 }
 
 
+class JacobianSum(B.GradientAggregator):
+    """The sum of the Jacobian's rows: equal weighting computed through the Jacobian
+    path, i.e. the cost of the per-task gradients alone, with a free rule."""
+
+    def aggregate(self, jacobian: torch.Tensor) -> torch.Tensor:
+        return jacobian.sum(0)
+
+
+def make_balancer(method: str, options: dict):
+    if method == "jacobian-only":
+        return JacobianSum(**options)
+    return B.get(method, **options)
+
+
 class Net(nn.Module):
     """A shared trunk and K linear regression heads; exposes the representation."""
 
@@ -92,6 +106,8 @@ def configurations(only: list[str] | None):
     """(method, path label, options) for every method and engine path it supports."""
     yield "ew", "-", {}
     yield "rgw", "-", {}
+    for label in ("jac-loop", "jac-batched"):  # the per-task gradients alone, free rule
+        yield "jacobian-only", label, PATHS[label]
     for name in GRAMIAN_METHODS:
         for label, options in PATHS.items():
             yield name, label, options
@@ -113,7 +129,7 @@ def tensor_bytes(*groups) -> int:
 def run_config(model_name, k, method, options, args, device):
     """(median seconds per step, peak bytes) of one configuration."""
     net, x, y = build(model_name, k, device)
-    balancer = B.get(method, **options)
+    balancer = make_balancer(method, options)
     opt = torch.optim.Adam(list(net.parameters()), lr=1e-4)
     shared = list(net.trunk.parameters())
 
@@ -199,6 +215,9 @@ def markdown(rows, args, device, rules) -> str:
         "(`max_block_numel=1`); `rep` = gradients of the "
         "shared representation (the cheap \"-ub\" mode). Peak memory = tensors alive before the "
         "step (parameters, Adam state, batch) + the high-water mark of allocations during it.",
+        "`jacobian-only` is equal weighting computed through the Jacobian path (the sum of "
+        "its rows): the cost of the K per-task gradients alone, with a free combination "
+        "rule — the floor of every Jacobian method on that path.",
         "",
     ]
     ks = sorted({k for _, k in rules})
@@ -269,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in args.tasks:
             ew = None
             for method, label, options in configurations(None):
-                if args.methods and method not in args.methods and method != "ew":
+                if args.methods and method not in args.methods + ["ew", "jacobian-only"]:
                     continue
                 if args.paths and label != "-" and label not in args.paths:
                     continue

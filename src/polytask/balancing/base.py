@@ -253,6 +253,10 @@ class GradientAggregator(Balancer):
 
     Shared parameters receive the aggregated direction. Task-specific parameters
     receive ``Σ_k w_k ∇L_k`` (``w_k = 1`` for methods that yield no weights).
+
+    Under ``torch.distributed`` the engine averages the Jacobian (or Gramian) and the
+    loss values across ranks, and the gradients of the weighted backward too, so each
+    rank gets the update of the whole batch (use the plain model, not DDP).
     """
 
     needs_shared_params = True
