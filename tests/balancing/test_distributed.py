@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 
 import pytest
 import torch
 import torch.distributed as dist
+from test_engine import Tiny, data
 
 import polytask.balancing as B
 from polytask.errors import PolytaskError
-
-from test_engine import Tiny, data
 
 CASES = [
     ("mgda", {"path": "jacobian"}),
@@ -68,10 +68,17 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not built")
 def test_two_ranks_give_the_whole_batch_update(tmp_path):
-    torch.multiprocessing.start_processes(
-        _worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2,
-        start_method="fork",
+    # "spawn", not "fork": forking a process whose thread pools are running can hang
+    context = torch.multiprocessing.start_processes(
+        _worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=False,
+        start_method="spawn",
     )
+    deadline = time.monotonic() + 120
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two ranks did not finish within 120 s")
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     x, y = data()
     for i, (name, options) in enumerate(CASES):
