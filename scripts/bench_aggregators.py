@@ -221,6 +221,8 @@ def markdown(rows, args, device, rules) -> str:
         "rule — the floor of every Jacobian method on that path.",
         "",
     ]
+    if args.note:
+        lines += [f"> {args.note}", ""]
     ks = sorted({k for _, k in rules})
     lines += ["## The combination rule alone", "",
               "Microseconds per call of the rule on the K×K Gramian (`weights_from_gramian`; "
@@ -279,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="docs/benchmarks/aggregators.md")
+    parser.add_argument("--note", default="",
+                        help="a paragraph on the conditions of the run, put under the header")
     parser.add_argument("--from-log", default=None,
                         help="rebuild the tables from the printed lines of an earlier run")
     args = parser.parse_args(argv)
