@@ -463,7 +463,11 @@ def _backward_averaged(total: Tensor, params: list[Tensor], retain_graph: bool) 
     """Add ``∂total/∂params``, averaged across ``torch.distributed`` ranks, to ``.grad``."""
     if not params:
         return
-    grads = torch.autograd.grad(total, params, retain_graph=retain_graph, allow_unused=True,
-                                materialize_grads=True)
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    engine.add_to_grad(params, engine.average_across_ranks(flat))
+    grads = torch.autograd.grad(total, params, retain_graph=retain_graph, allow_unused=True)
+    # every rank has the same graph, so the same parameters are reached on each; the
+    # others keep ``.grad`` untouched, as ``Tensor.backward`` leaves them
+    reached = [(p, g) for p, g in zip(params, grads) if g is not None]
+    if not reached:
+        return
+    flat = torch.cat([g.reshape(-1) for _, g in reached])
+    engine.add_to_grad([p for p, _ in reached], engine.average_across_ranks(flat))
