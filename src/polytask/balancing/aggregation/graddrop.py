@@ -28,6 +28,12 @@ class GradDrop(GradientAggregator):
 
     Args:
         leak: ℓ ∈ [0, 1], how much of each gradient passes unmasked (paper: 0).
+        seed: seed of the method's own generator for ``U``; by default torch's
+            global RNG (so ``torch.manual_seed`` and ``Trainer(seed=...)`` make it
+            reproducible).
+
+    Task-specific parameters get each task's own ``∇L_k`` (the mask acts at the
+    shared activation only: ``task_gradients="raw"``).
 
     Extra cost per step: K backward passes through the heads (representation path)
     and O(K × activation size). Degenerate inputs: where every gradient is zero the
@@ -35,12 +41,18 @@ class GradDrop(GradientAggregator):
     gradients keep one sign at random.
     """
 
+    default_task_gradients = "raw"
+
     def __init__(self, leak: float = 0.0, path: str = "representation",
-                 **engine_options: Any) -> None:
+                 seed: int | None = None, **engine_options: Any) -> None:
         super().__init__(path=path, **engine_options)
         if not 0.0 <= leak <= 1.0:
             raise ValueError(f"GradDrop leak must be in [0, 1], got {leak}")
         self.leak = leak
+        self.seed = seed
+        self.generator: torch.Generator | None = None
+        if seed is not None:
+            self.generator = torch.Generator().manual_seed(seed)
 
     def aggregate(self, jacobian: Tensor) -> Tensor:
         k = jacobian.shape[0]
@@ -58,7 +70,11 @@ class GradDrop(GradientAggregator):
         absolute = signed.abs().sum(0)
         purity = torch.where(absolute > 0, 0.5 * (1 + total / absolute.clamp_min(1e-38)),
                              torch.full_like(total, 0.5))
-        u = torch.rand_like(purity)
+        if self.generator is None:
+            u = torch.rand_like(purity)
+        else:
+            u = torch.rand(purity.shape, generator=self.generator, dtype=purity.dtype).to(
+                purity.device)
         keep = (purity > u) & (signed > 0) | (purity < u) & (signed < 0)
         factor = self.leak + (1.0 - self.leak) * keep.to(per.dtype)
         out = (factor.reshape(mask_shape) * per).sum(0)
