@@ -229,6 +229,10 @@ class LossWeighting(Balancer):
     are learned through the loss itself, :meth:`combine`.
     """
 
+    #: whether the written gradient is ``Σ_k w_k ∇L_k`` with the reported weights
+    #: (checked for every registered weighting by the property tests)
+    reports_loss_weights: ClassVar[bool] = True
+
     def weights(self, losses: Tensor, ctx: BalanceContext) -> Tensor:
         """The K task weights for the detached loss values ``losses``."""
         raise NotImplementedError
@@ -303,6 +307,16 @@ class GradientAggregator(Balancer):
     default_task_gradients: ClassVar[str] = "weighted"
     #: whether dead tasks are removed from the Gramian before the rule runs
     restrict_to_live: ClassVar[bool] = False
+    #: how the update transforms when the Jacobian is scaled by s > 0:
+    #: "homogeneous" (d(sJ) = s d(J)), "invariant" (d(sJ) = d(J)) or "none"
+    scaling: ClassVar[str] = "homogeneous"
+    #: defining properties the registry-wide property tests check on every input
+    #: family (names from tests/balancing/test_properties.py: "non_conflicting",
+    #: "min_norm", "equal_projections", "equal_cosines", "nash", "fair", "cagrad")
+    properties: ClassVar[tuple[str, ...]] = ()
+    #: whether the rule draws random numbers (then it is not tested for
+    #: permutation equivariance)
+    random: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -337,6 +351,9 @@ class GradientAggregator(Balancer):
         self.current_activation: Tensor | None = None
         #: boolean K-vector of the live tasks at this step (None: all live)
         self.current_live: Tensor | None = None
+        #: while the rule runs on the live tasks only: their indices among all tasks
+        #: (for per-task hyper-parameters such as preferences), else None
+        self.current_index: Tensor | None = None
         #: machine epsilon of the gradients the Gramian was computed from
         self.precision: float = float(torch.finfo(torch.float64).eps)
         self.extras: dict[str, float] = {}
@@ -377,10 +394,12 @@ class GradientAggregator(Balancer):
             losses = self.current_losses
             if losses is not None and losses.numel() == k:
                 self.current_losses = losses[idx.to(losses.device)]
+            self.current_index = idx.cpu()
             try:
                 sub = self.weights_from_gramian(gramian[idx][:, idx])
             finally:
                 self.current_losses = losses
+                self.current_index = None
             w = torch.zeros(k, dtype=sub.dtype, device=sub.device)
             w[idx.to(sub.device)] = sub
         else:

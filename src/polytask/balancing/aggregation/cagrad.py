@@ -104,6 +104,8 @@ class CAGrad(GradientAggregator):
     update; a zero ``g_w`` (Pareto-stationary) gives the mean.
     """
 
+    properties = ("cagrad",)
+
     gramian_based = True
     restrict_to_live = True
     default_task_gradients = "raw"

@@ -36,6 +36,8 @@ class ConFIG(GradientAggregator):
     zero.
     """
 
+    properties = ("equal_cosines",)
+
     gramian_based = True
     default_task_gradients = "raw"
 

@@ -105,6 +105,9 @@ class NashMTL(_FairBase):
     ``extras["pareto_stationary"] = 1``; any other solver failure warns.
     """
 
+    properties = ("nash",)
+    scaling = "invariant"
+
     _name = "Nash-MTL"
 
     def __init__(self, update_weights_every: int = 1, max_norm: float = 1.0,
@@ -166,6 +169,9 @@ class FairGrad(_FairBase):
     Extra cost per step: the Jacobian or Gramian plus ~5-20 Newton steps of O(K³).
     Degenerate inputs: as :class:`NashMTL`.
     """
+
+    properties = ("fair",)
+    scaling = "none"
 
     _name = "FairGrad"
     default_task_gradients = "raw"

@@ -41,6 +41,8 @@ class GradDrop(GradientAggregator):
     gradients keep one sign at random.
     """
 
+    random = True
+
     default_task_gradients = "raw"
 
     def __init__(self, leak: float = 0.0, path: str = "representation",

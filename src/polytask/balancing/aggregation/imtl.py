@@ -35,6 +35,8 @@ class IMTLG(GradientAggregator):
     equal weights and the zero update.
     """
 
+    properties = ("equal_projections",)
+
     gramian_based = True
     restrict_to_live = True
     default_task_gradients = "raw"

@@ -50,6 +50,8 @@ class MGDA(GradientAggregator):
     min-norm point); identical rows share weight; exactly opposite rows give zero.
     """
 
+    properties = ("min_norm", "non_conflicting")
+
     gramian_based = True
     restrict_to_live = True
 

@@ -54,6 +54,8 @@ class MoCo(GradientAggregator):
     pass through the convex combination (opposite rows with equal λ cancel).
     """
 
+    scaling = "none"
+
     default_task_gradients = "raw"
 
     def __init__(self, beta: float = 0.5, beta_sigma: float = 0.5, gamma: float = 0.1,

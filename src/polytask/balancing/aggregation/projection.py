@@ -46,6 +46,8 @@ class PCGrad(GradientAggregator):
     cancel each other to the zero update.
     """
 
+    random = True
+
     gramian_based = True
     restrict_to_live = True
     default_task_gradients = "raw"
@@ -99,6 +101,8 @@ class GradVac(GradientAggregator):
     K×K matrix. Degenerate inputs: pairs where a gradient is zero are skipped (their
     target is not updated); targets are kept in [−1+1e-6, 1−1e-6].
     """
+
+    random = True
 
     gramian_based = True
     default_task_gradients = "raw"

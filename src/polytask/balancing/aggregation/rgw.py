@@ -35,6 +35,8 @@ class RGW(GradientAggregator):
     whenever they are.
     """
 
+    random = True
+
     gramian_based = True
 
     restrict_to_live = True

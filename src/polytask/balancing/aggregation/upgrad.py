@@ -13,10 +13,15 @@ from ._common import to_weights
 from ._solvers import dual_cone_weights, gramian_to_numpy
 
 
-def _preferences(pref: list[float] | None, k: int, name: str) -> np.ndarray:
+def _preferences(pref: list[float] | None, k: int, name: str,
+                 index: Tensor | None = None) -> np.ndarray:
+    """The preference vector for the K tasks the rule sees (``index``: their
+    positions among all tasks, when dead tasks were left out)."""
     if pref is None:
         return np.full(k, 1.0 / k)
     p = np.asarray(pref, dtype=np.float64)
+    if index is not None and p.ndim == 1 and p.shape[0] > k:
+        p = p[index.numpy()]
     if p.shape != (k,) or (p < 0).any():
         raise ValueError(f"{name}: preferences must be {k} non-negative numbers, got {pref}")
     return p
@@ -45,7 +50,10 @@ class UPGrad(GradientAggregator):
     gradients give the zero update; exactly opposite gradients give zero.
     """
 
+    properties = ("non_conflicting",)
+
     gramian_based = True
+    restrict_to_live = True
     default_task_gradients = "raw"
 
     def __init__(self, preferences: list[float] | None = None, **engine_options: Any) -> None:
@@ -55,7 +63,7 @@ class UPGrad(GradientAggregator):
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
         g = gramian_to_numpy(gramian)
         k = g.shape[0]
-        p = _preferences(self.preferences, k, "UPGrad")
+        p = _preferences(self.preferences, k, "UPGrad", self.current_index)
         v = dual_cone_weights(g, np.eye(k), self.precision)
         return to_weights(p @ v, gramian)
 
@@ -73,7 +81,10 @@ class DualProj(GradientAggregator):
     :class:`UPGrad`.
     """
 
+    properties = ("non_conflicting",)
+
     gramian_based = True
+    restrict_to_live = True
     default_task_gradients = "raw"
 
     def __init__(self, preferences: list[float] | None = None, **engine_options: Any) -> None:
@@ -82,5 +93,5 @@ class DualProj(GradientAggregator):
 
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
         g = gramian_to_numpy(gramian)
-        p = _preferences(self.preferences, g.shape[0], "DualProj")
+        p = _preferences(self.preferences, g.shape[0], "DualProj", self.current_index)
         return to_weights(dual_cone_weights(g, p[None, :], self.precision)[0], gramian)
