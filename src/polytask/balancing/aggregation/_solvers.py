@@ -167,23 +167,30 @@ def min_norm_wolfe(g: np.ndarray, tol: float = 1e-10, max_iter: int | None = Non
         for _minor in range(k + 1):
             s = np.array(active)
             m = len(s)
+            # the affine minimiser over the corral, from the KKT system equilibrated by
+            # D = diag(1/‖g_s‖) (y = D⁻¹ v): gradients of very different sizes stay
+            # well conditioned
+            dsc = 1.0 / np.sqrt(np.maximum(np.diag(g)[s], 1e-300))
             kkt = np.zeros((m + 1, m + 1))
-            kkt[:m, :m] = g[np.ix_(s, s)]
-            kkt[:m, m] = 1.0
-            kkt[m, :m] = 1.0
+            kkt[:m, :m] = g[np.ix_(s, s)] * np.outer(dsc, dsc)
+            kkt[:m, m] = dsc
+            kkt[m, :m] = dsc
             rhs = np.zeros(m + 1)
             rhs[m] = 1.0
-            v = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:m]
-            if np.all(v > 1e-15):
+            y = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:m]
+            v = dsc * y
+            positive = y > 1e-14 * max(float(np.abs(y).max()), 1e-300)
+            if np.all(positive):
                 w = np.zeros(k)
-                w[s] = v
+                w[s] = v / v.sum()
                 break
             ws = w[s]
-            neg = v <= 1e-15
+            neg = ~positive
             theta = np.min(ws[neg] / np.maximum(ws[neg] - v[neg], 1e-300))
             theta = float(np.clip(theta, 0.0, 1.0))
             ws = ws + theta * (v - ws)
-            ws[ws <= 1e-15] = 0.0
+            ws[ws <= 1e-300] = 0.0
+            ws[np.flatnonzero(neg)[np.argmin(ws[neg])]] = 0.0  # the blocking task leaves
             keep = ws > 0
             if not keep.any():  # numerical corner: keep the best single vertex
                 keep[int(np.argmax(ws))] = True
