@@ -77,8 +77,11 @@ class GradDrop(GradientAggregator):
         else:
             u = torch.rand(purity.shape, generator=self.generator, dtype=purity.dtype).to(
                 purity.device)
-        keep = (purity > u) & (signed > 0) | (purity < u) & (signed < 0)
-        factor = self.leak + (1.0 - self.leak) * keep.to(per.dtype)
-        out = (factor.reshape(mask_shape) * per).sum(0)
-        self.extras["kept_fraction"] = float(keep.to(torch.float32).mean())
+        keep = torch.where(signed > 0, purity > u, (purity < u) & (signed < 0))
+        mask = keep.reshape(mask_shape)
+        if self.leak == 0.0:
+            out = torch.where(mask, per, 0).sum(0)
+        else:
+            out = (self.leak + (1.0 - self.leak) * mask.to(per.dtype)).mul(per).sum(0)
+        self.extras["kept_fraction"] = float(keep.count_nonzero()) / keep.numel()
         return out.reshape(-1)

@@ -77,3 +77,15 @@ class RGW(GradientAggregator):
 
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
         return self.draw(gramian.shape[0]).to(gramian.device)
+
+    def aggregate(self, jacobian: Tensor) -> Tensor:
+        """``λ @ J`` for fresh random ``λ`` (no Gramian: the rule does not need one)."""
+        k = jacobian.shape[0]
+        dead = self._dead(k)
+        if dead is not None and not bool(dead.all()):
+            w = torch.zeros(k, dtype=torch.float64)
+            w[~dead] = self.draw(int((~dead).sum()))
+        else:
+            w = self.draw(k)
+        self._last_weights = w.to(jacobian.device)
+        return self._last_weights.to(jacobian.dtype) @ jacobian
