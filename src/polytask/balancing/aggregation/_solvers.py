@@ -134,6 +134,17 @@ def min_norm_two(g: np.ndarray) -> np.ndarray:
     return np.array([gamma, 1.0 - gamma])
 
 
+def _solve_kkt(kkt: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """The KKT system by LU (fast); least squares when it is singular or ill-posed."""
+    try:
+        sol = np.linalg.solve(kkt, rhs)
+        if np.all(np.isfinite(sol)) and np.allclose(kkt @ sol, rhs, rtol=1e-9, atol=1e-12):
+            return sol
+    except np.linalg.LinAlgError:
+        pass
+    return np.linalg.lstsq(kkt, rhs, rcond=None)[0]
+
+
 def min_norm_wolfe(g: np.ndarray, tol: float = 1e-10, max_iter: int | None = None) -> np.ndarray:
     """Exact min-norm point of the convex hull by Wolfe's algorithm (1976), on the Gramian.
 
@@ -177,7 +188,7 @@ def min_norm_wolfe(g: np.ndarray, tol: float = 1e-10, max_iter: int | None = Non
             kkt[m, :m] = dsc
             rhs = np.zeros(m + 1)
             rhs[m] = 1.0
-            y = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:m]
+            y = _solve_kkt(kkt, rhs)[:m]
             v = dsc * y
             positive = y > 1e-14 * max(float(np.abs(y).max()), 1e-300)
             if np.all(positive):

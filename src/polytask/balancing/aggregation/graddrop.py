@@ -64,19 +64,13 @@ class GradDrop(GradientAggregator):
             per = jacobian.reshape(k, batch, -1)
             signed = (per * torch.sign(act.reshape(1, batch, -1))).sum(1)  # K × F
             mask_shape = (k, 1, per.shape[2])
-        else:
-            per = jacobian
-            signed = jacobian
-            mask_shape = tuple(jacobian.shape)
+        else:  # parameter gradients: the mask acts on the gradients themselves
+            return self._aggregate_elementwise(jacobian)
         total = signed.sum(0)
         absolute = signed.abs().sum(0)
         purity = torch.where(absolute > 0, 0.5 * (1 + total / absolute.clamp_min(1e-38)),
                              torch.full_like(total, 0.5))
-        if self.generator is None:
-            u = torch.rand_like(purity)
-        else:
-            u = torch.rand(purity.shape, generator=self.generator, dtype=purity.dtype).to(
-                purity.device)
+        u = self._uniform(purity)
         keep = torch.where(signed > 0, purity > u, (purity < u) & (signed < 0))
         mask = keep.reshape(mask_shape)
         if self.leak == 0.0:
@@ -85,3 +79,27 @@ class GradDrop(GradientAggregator):
             out = (self.leak + (1.0 - self.leak) * mask.to(per.dtype)).mul(per).sum(0)
         self.extras["kept_fraction"] = float(keep.count_nonzero()) / keep.numel()
         return out.reshape(-1)
+
+    def _uniform(self, like: Tensor) -> Tensor:
+        if self.generator is None:
+            return torch.rand_like(like)
+        return torch.rand(like.shape, generator=self.generator, dtype=like.dtype).to(
+            like.device)
+
+    def _aggregate_elementwise(self, jacobian: Tensor) -> Tensor:
+        """The same rule when the signed gradients are the gradients: with
+        ``pos = Σ_i max(g_i, 0)`` and ``total = Σ_i g_i``, ``Σ_i |g_i| = 2 pos − total``
+        and the kept sum is ``pos`` where the positive sign wins, ``total − pos``
+        elsewhere (two passes over the K×P matrix instead of a K×P mask)."""
+        total = jacobian.sum(0)
+        pos = jacobian.clamp(min=0).sum(0)
+        absolute = 2 * pos - total
+        purity = torch.where(absolute > 0, 0.5 * (1 + total / absolute.clamp_min(1e-38)),
+                             torch.full_like(total, 0.5))
+        u = self._uniform(purity)
+        positive = purity > u
+        kept = torch.where(positive, pos, torch.where(purity < u, total - pos, 0))
+        if self.leak != 0.0:
+            kept = self.leak * total + (1.0 - self.leak) * kept
+        self.extras["kept_fraction"] = float(positive.float().mean())
+        return kept
