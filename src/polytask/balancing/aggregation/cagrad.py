@@ -99,9 +99,9 @@ class CAGrad(GradientAggregator):
     of ``g0`` onto the non-conflicting cone (see :func:`cagrad_weights`).
 
     Extra cost per step: the Jacobian or Gramian plus a K-variable SLSQP solve
-    (SciPy) and one K-variable NNLS. A solver failure warns (:class:`SolverWarning`) and uses its last iterate
-    projected on the simplex. Degenerate inputs: a zero mean gradient gives the zero
-    update; a zero ``g_w`` (Pareto-stationary) gives the mean.
+    (SciPy) and one K-variable NNLS. A solver failure warns (:class:`SolverWarning`)
+    and uses its last iterate projected on the simplex. Degenerate inputs: a zero mean
+    gradient gives the zero update.
     """
 
     properties = ("cagrad",)

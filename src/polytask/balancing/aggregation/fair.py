@@ -13,8 +13,8 @@ from ..registry import register
 from ._common import to_weights
 from ._solvers import (
     SolverError,
-    alpha_fair_weights,
     active_tasks,
+    alpha_fair_weights,
     gramian_to_numpy,
     is_pareto_stationary,
     warn_solver,
