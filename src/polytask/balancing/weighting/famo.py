@@ -31,7 +31,9 @@ class FAMO(StatefulWeighting):
     ``optimizer.step()``). The Trainer does it (``needs_losses_after_step``) and calls
     ``balancer.on_step_end(losses_after)``; in a plain loop, call it yourself. If it is
     not called, the next ``backward`` uses its own batch's losses as the "after"
-    losses (no extra forward, a noisier estimate that differs from the paper's).
+    losses (no extra forward, a noisier estimate that differs from the paper's). As in
+    the authors' trainer, that forward runs with the model in training mode (dropout
+    active, batch-norm statistics updated once more).
 
     Who steps ``ξ``: an internal Adam with ``lr=0.025`` and weight decay ``gamma``.
     The authors' code defaults to ``gamma=1e-5`` in its class and passes
