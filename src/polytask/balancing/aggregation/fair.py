@@ -129,7 +129,10 @@ class NashMTL(_FairBase):
     def precomputed_weights(self, ctx: BalanceContext) -> Tensor | None:
         k = len(ctx.losses)
         if self.cached_weights.shape == (k,) and int(self.step) % self.update_weights_every:
-            return self.cached_weights.clone()
+            cached = self.cached_weights.clone()
+            if bool(((cached == 0) & ctx.live.cpu()).any()):
+                return None  # a task dead when the weights were solved is live again
+            return cached.masked_fill(~ctx.live.cpu(), 0.0)
         return None
 
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
