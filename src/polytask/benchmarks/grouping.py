@@ -204,7 +204,8 @@ class GroupingStudy:
             rows.append(_row(label, groups, results))
             self.log(f"  {label}: total loss {rows[-1]['total_loss'][0]:.4f}, "
                      f"Δm {rows[-1]['delta_m'][0]:+.2f}%")
-        sizes = sorted({len(_groups_of(g)) for g in groupings.values()})
+        # random partitions of the sizes compared (1 and T groups have only one)
+        sizes = sorted({len(_groups_of(g)) for g in groupings.values()} - {1, len(names)})
         rng = random.Random(random_seed)
         for k in sizes:
             results = []
