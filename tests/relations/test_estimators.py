@@ -124,7 +124,7 @@ def test_recorder_averages_steps_and_keeps_epochs():
     recorder = AffinityRecorder(TASKS, "tag", every=2, lr=0.05, groups=[("a", "b")])
     optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
     tables = []
-    for epoch in range(2):
+    for _epoch in range(2):
         for _ in range(3):
             losses = loss_of_batch(net)
             table = recorder.record(losses, net.shared_parameters(), net, loss_of_batch,

@@ -99,6 +99,9 @@ TAG = [
     ("celeba", 2, [("5_o_Clock_Shadow", "No_Beard"),
                    ("Black_Hair", "Blond_Hair", "Brown_Hair", "Goatee", "Mustache", "No_Beard",
                     "Rosy_Cheeks", "Wearing_Hat")], -99.44181870393945),
+    ("celeba", 3, [("5_o_Clock_Shadow", "No_Beard"), ("Black_Hair", "Brown_Hair"),
+                   ("Black_Hair", "Blond_Hair", "Goatee", "Mustache", "No_Beard", "Rosy_Cheeks",
+                    "Wearing_Hat")], -92.43842928623529),
 ]
 
 

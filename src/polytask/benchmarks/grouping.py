@@ -23,7 +23,7 @@ import torch
 from .. import balancing, models
 from ..errors import PolytaskError
 from ..metrics import delta_m
-from ..relations import Affinity, GroupEntry, GroupTable, Grouping, check_groups
+from ..relations import Affinity, GroupEntry, Grouping, GroupTable, check_groups
 from ..training import AffinityCallback, Trainer, seed_everything
 from .runner import BenchmarkRunner, RunResult, _loader, _select, parse_method
 
