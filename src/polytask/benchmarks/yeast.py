@@ -36,7 +36,7 @@ register("yeast")(
         load=_load,
         backbone=mlp_backbone(HIDDEN),
         report={name: ("auc",) for name in YEAST_LABELS},
-        epochs=30,
+        epochs=20,
         batch_size=64,
         lr=1e-3,
         fetch_name="yeast",

@@ -7,6 +7,7 @@ a loader whose files are missing raises :class:`DatasetNotFoundError` naming tha
 
 from polytask.data.census_income import (
     CENSUS_COLUMNS,
+    CENSUS_MANY_TASKS,
     CENSUS_NUMERIC_COLUMNS,
     CENSUS_TASK_GROUPS,
     COLLEGE_DEGREES,
@@ -39,6 +40,7 @@ from polytask.data.yeast import YEAST_LABELS, Yeast, load_yeast
 
 __all__ = [
     "CENSUS_COLUMNS",
+    "CENSUS_MANY_TASKS",
     "CENSUS_NUMERIC_COLUMNS",
     "CENSUS_TASK_GROUPS",
     "COLLEGE_DEGREES",
