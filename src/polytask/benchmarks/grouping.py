@@ -191,10 +191,12 @@ class GroupingStudy:
         seeds: Sequence[int] = (0,),
         random_groupings: int = 10,
         random_seed: int = 0,
+        random_seeds: Sequence[int] | None = None,
     ) -> list[dict[str, Any]]:
         """Each grouping beside all-together, all-separate and the mean of
-        ``random_groupings`` random partitions with the same number of groups: one row
-        per grouping, mean ± std over seeds of the total test loss and Δm."""
+        ``random_groupings`` random partitions with the same number of groups (each
+        trained for ``random_seeds``, default ``seeds``): one row per grouping, mean ±
+        std over seeds (and random partitions) of the total test loss and Δm."""
         names = self.task_names
         rows = []
         base = {"all-together": [tuple(names)], "all-separate": [(t,) for t in names]}
@@ -211,7 +213,8 @@ class GroupingStudy:
             results = []
             for _ in range(random_groupings):
                 partition = random_partition(names, k, rng)
-                results += [self.evaluate(partition, s, f"random-{k}") for s in seeds]
+                results += [self.evaluate(partition, s, f"random-{k}")
+                            for s in (seeds if random_seeds is None else random_seeds)]
             if results:
                 rows.append(_row(f"random ({random_groupings}×, {k} groups)", None, results))
                 self.log(f"  random k={k}: total loss {rows[-1]['total_loss'][0]:.4f}")

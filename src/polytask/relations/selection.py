@@ -9,8 +9,8 @@ overlap Standley's and TAG's selections allow). So a dynamic programme over subs
 solves it exactly: ``best(B)`` = the best network for served set ``B``, then
 ``f(S) = opt over B ∋ min(S), B ⊆ S of best(B) ⊕ f(S \\ B)``, keeping for each ``S``
 the cost/score Pareto front. Time ``O(3^T · front²)``, memory ``O(2^T · front)``:
-instant for T ≤ 10 (the authors' exhaustive searches take about a minute and a half
-for T = 9 and k = 3), impractical past T ≈ 14 — use :func:`select_beam` there.
+instant for T ≤ 10 (the authors' exhaustive search takes about a minute and a half
+for T = 9 and k = 3 on their machine), slow past T ≈ 12 — use :func:`select_beam` there.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .affinity import Affinity
 from .table import GroupTable
 
 #: exact selection refuses more tasks than this (3^T work); use select_beam
-MAX_EXACT_TASKS = 14
+MAX_EXACT_TASKS = 12
 #: TAG's notebook gives a task alone this affinity (it is never preferred to a group)
 TAG_SINGLETON = -1e6
 
