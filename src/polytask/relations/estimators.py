@@ -56,25 +56,33 @@ def gradient_similarity(
     shared_params: Sequence[Tensor],
     kind: str = "cosine",
     strategy: str = "loop",
+    jacobian_memory_limit: int = 256 * 2**20,
 ) -> np.ndarray:
     """T×T similarity of the task gradients on the shared parameters.
 
     ``kind="inner"``: the Gramian ``G_ij = ⟨∇L_i, ∇L_j⟩``; ``"cosine"``:
-    ``G_ij / (‖∇L_i‖ ‖∇L_j‖)`` (0 where a gradient is zero). The Gramian comes from
-    :func:`polytask.balancing.engine.compute_gramian` (Jacobian-vector products: the
-    K×P Jacobian is never held). Gradient cosine similarity as a measure of task
+    ``G_ij / (‖∇L_i‖ ‖∇L_j‖)`` (0 where a gradient is zero). The Gramian comes from the
+    Jacobian engine: from the T×P Jacobian when it fits ``jacobian_memory_limit``
+    bytes (T backward passes), else by Jacobian-vector products
+    (:func:`polytask.balancing.engine.compute_gramian`, the Jacobian never held). Gradient cosine similarity as a measure of task
     relatedness: Du et al., "Adapting auxiliary losses using gradient similarity"
     (2018); Yu et al., PCGrad (NeurIPS 2020); used as a grouping baseline by Fifty et
     al. (NeurIPS 2021), whose code takes the cosine over weight matrices only (not
     biases or normalization parameters); polytask uses every shared parameter.
 
-    Extra cost per call: the Gramian (T backward passes plus T backwards through the
-    backward); the graph is kept.
+    Extra cost per call: T backward passes (plus T backwards through the backward on
+    the Jacobian-vector path); the graph is kept.
     """
     if kind not in ("cosine", "inner"):
         raise PolytaskError(f"gradient similarity kind {kind!r}; use 'cosine' or 'inner'")
     _, values = _losses_list(losses)
-    gram = engine.compute_gramian(values, _shared(shared_params), strategy).cpu().numpy()
+    shared = _shared(shared_params)
+    size = len(values) * sum(p.numel() for p in shared) * shared[0].element_size()
+    if size <= jacobian_memory_limit:
+        jac = engine.compute_jacobian(values, shared, strategy, retain_graph=True)
+        gram = engine.scaled_gram(jac).cpu().numpy()
+    else:
+        gram = engine.compute_gramian(values, shared, strategy).cpu().numpy()
     if kind == "inner":
         return gram
     norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
@@ -102,7 +110,7 @@ def lookahead_affinity(
     lr: float | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     sources: Sequence[Sequence[str]] | None = None,
-    strategy: str = "loop",
+    strategy: str = "batched",
 ) -> tuple[list[tuple[str, ...]], np.ndarray]:
     """TAG's lookahead inter-task affinity at one step (Fifty, Amid, Zhao, Yu, Anil &
     Finn, "Efficiently Identifying Task Groupings for Multi-Task Learning", NeurIPS
@@ -135,8 +143,9 @@ def lookahead_affinity(
 
     Returns ``(sources, Z)`` with ``Z[s, j] = Z_{sources[s]→j}`` (rows: sources).
 
-    Extra cost per call: the Jacobian of the T losses on the shared parameters (T
-    backward passes, T×P_shared memory) and one forward per source group, without
+    Extra cost per call: the Jacobian of the T losses on the shared parameters (by
+    default one vectorised backward, ``strategy="batched"``, falling back to T
+    backward passes; T×P_shared memory) and one forward per source group, without
     gradient.
     """
     names, values = _losses_list(losses)

@@ -45,7 +45,8 @@ class AffinityRecorder:
         lr: the lookahead's learning rate (default: the optimizer's).
         groups: extra source groups for higher-order lookahead affinities
             (``Z_{S→j}``, TAG only), e.g. ``[("a", "b")]``.
-        strategy: the Jacobian engine's strategy (``"loop"`` or ``"batched"``).
+        strategy: the Jacobian engine's strategy (``"loop"`` or ``"batched"``; default
+            batched for TAG, loop for the gradient similarities).
 
     Call :meth:`record` once per training step, after the losses and before the
     backward (the estimators keep the graph), :meth:`end_epoch` after each epoch, and
@@ -60,7 +61,7 @@ class AffinityRecorder:
         every: int = 10,
         lr: float | None = None,
         groups: Sequence[Sequence[str]] = (),
-        strategy: str = "loop",
+        strategy: str | None = None,
     ) -> None:
         if estimator not in ESTIMATORS:
             raise PolytaskError(f"unknown affinity estimator {estimator!r}; available: "
@@ -81,7 +82,7 @@ class AffinityRecorder:
                                     f"known tasks; unknown {unknown}; tasks {self.tasks}")
         if self.groups and estimator != "tag":
             raise PolytaskError("higher-order groups are a lookahead (estimator='tag') feature")
-        self.strategy = strategy
+        self.strategy = strategy or ("batched" if estimator == "tag" else "loop")
         self.calls = 0
         self._steps: list[np.ndarray] = []
         self._group_steps: list[np.ndarray] = []

@@ -36,7 +36,7 @@ class AffinityCallback(Callback):
         every: int = 10,
         lr: float | None = None,
         groups: Sequence[Sequence[str]] = (),
-        strategy: str = "loop",
+        strategy: str | None = None,
         save_dir: str | Path | None = None,
     ) -> None:
         self.options = {"estimator": estimator, "every": every, "lr": lr,
