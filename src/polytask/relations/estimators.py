@@ -64,11 +64,12 @@ def gradient_similarity(
     ``G_ij / (‖∇L_i‖ ‖∇L_j‖)`` (0 where a gradient is zero). The Gramian comes from the
     Jacobian engine: from the T×P Jacobian when it fits ``jacobian_memory_limit``
     bytes (T backward passes), else by Jacobian-vector products
-    (:func:`polytask.balancing.engine.compute_gramian`, the Jacobian never held). Gradient cosine similarity as a measure of task
-    relatedness: Du et al., "Adapting auxiliary losses using gradient similarity"
-    (2018); Yu et al., PCGrad (NeurIPS 2020); used as a grouping baseline by Fifty et
-    al. (NeurIPS 2021), whose code takes the cosine over weight matrices only (not
-    biases or normalization parameters); polytask uses every shared parameter.
+    (:func:`polytask.balancing.engine.compute_gramian`, the Jacobian never held).
+    Gradient cosine similarity as a measure of task relatedness: Du et al.,
+    "Adapting auxiliary losses using gradient similarity" (2018); Yu et al.,
+    PCGrad (NeurIPS 2020); a grouping baseline of Fifty et al. (NeurIPS 2021), whose
+    code takes the cosine over weight matrices only (not biases or normalization
+    parameters); polytask uses every shared parameter.
 
     Extra cost per call: T backward passes (plus T backwards through the backward on
     the Jacobian-vector path); the graph is kept.
