@@ -15,6 +15,7 @@ for T = 9 and k = 3 on their machine), slow past T ≈ 12 — use :func:`select_
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -113,6 +114,24 @@ def _submasks(mask: int):
         sub = (sub - 1) & mask
 
 
+@functools.lru_cache(maxsize=4)
+def _pairs(t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (set, block) with block ⊆ set holding the set's lowest task, sorted by set."""
+    sets: list[int] = []
+    blocks: list[int] = []
+    for s in range(1, 1 << t):
+        low = s & -s
+        rest = s ^ low
+        sub = rest
+        while True:
+            sets.append(s)
+            blocks.append(sub | low)
+            if sub == 0:
+                break
+            sub = (sub - 1) & rest
+    return np.array(sets, dtype=np.int64), np.array(blocks, dtype=np.int64)
+
+
 def _cost_unit(costs: Sequence[float]) -> float:
     for unit in (1.0, 0.5, 0.25, 0.1, 0.05, 0.01):
         if all(abs(c / unit - round(c / unit)) < 1e-9 for c in costs):
@@ -146,64 +165,73 @@ def exact_selection(
     limit = min(int(math.floor(budget / unit + 1e-9)), t * max(units.values()))
     # best[u]: for each served set, the best network of cost u units holding it
     best: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    patterns: dict[int, np.ndarray] = {}
-    for n in usable:
-        group, scores, _ = networks[n]
-        m = len(group)
-        if m not in patterns:
-            patterns[m] = ((np.arange(1 << m)[:, None] >> np.arange(m)) & 1).astype(np.float64)
-        bits = patterns[m]
-        ids = (bits @ np.array([float(1 << pos[g]) for g in group])).astype(np.int64)
-        sums = bits @ np.array([float(scores[g]) for g in group])
-        values, owner = best.setdefault(
-            units[n], (np.full(full + 1, np.inf), np.full(full + 1, -1, dtype=np.int64))
-        )
-        better = sums < values[ids]
-        better &= ids > 0
-        values[ids[better]] = sums[better]
-        owner[ids[better]] = n
-    best_lists = {u: (v.tolist(), o.tolist()) for u, (v, o) in best.items()}
-    inf = math.inf
-    # front[c][s]: best total serving set s at cost <= c units; back: (block, net, cost)
-    front = [[inf] * (full + 1) for _ in range(limit + 1)]
-    back: list[list[Any]] = [[None] * (full + 1) for _ in range(limit + 1)]
-    for c in range(limit + 1):
-        front[c][0] = 0.0
-    for s in range(1, full + 1):
-        low = s & -s
-        rest_mask = s ^ low
-        sub = rest_mask
-        while True:
-            block = sub | low
-            rest = s ^ block
-            for u, (values, owner) in best_lists.items():
-                v1 = values[block]
-                if v1 == inf:
-                    continue
-                n = owner[block]
-                for c in range(u, limit + 1):
-                    v = v1 + front[c - u][rest]
-                    if v < front[c][s]:
-                        front[c][s] = v
-                        back[c][s] = (block, n, c - u)
-            if sub == 0:
-                break
-            sub = (sub - 1) & rest_mask
-        for c in range(1, limit + 1):  # cost <= c: carry cheaper choices up
-            if front[c - 1][s] <= front[c][s]:
-                front[c][s] = front[c - 1][s]
-                back[c][s] = back[c - 1][s]
-    total = front[limit][full]
-    if total == inf:
+    bits_all = ((np.arange(full + 1)[:, None] >> np.arange(t)) & 1).astype(np.float64)
+    for u in sorted(set(units.values())):
+        nets = [n for n in usable if units[n] == u]
+        masks = np.zeros(len(nets), dtype=np.int64)
+        scores_matrix = np.zeros((len(nets), t))
+        for row, n in enumerate(nets):
+            group, scores, _ = networks[n]
+            for name in group:
+                masks[row] |= 1 << pos[name]
+                scores_matrix[row, pos[name]] = scores[name]
+        values = np.full(full + 1, np.inf)
+        owner = np.full(full + 1, -1, dtype=np.int64)
+        everything = np.arange(full + 1)
+        step = max(1, 2_000_000 // (full + 1))
+        for lo in range(0, len(nets), step):  # chunks of networks bound the memory
+            m = masks[lo: lo + step]
+            sums = bits_all @ scores_matrix[lo: lo + step].T  # (sets, networks)
+            sums[(everything[:, None] & m[None, :]) != everything[:, None]] = np.inf
+            arg = np.argmin(sums, axis=1)
+            got = sums[everything, arg]
+            better = got < values
+            values[better] = got[better]
+            owner[better] = np.asarray(nets)[lo + arg[better]]
+        values[0] = np.inf
+        best[u] = (values, owner)
+    sets, blocks = _pairs(t)
+    rests = sets ^ blocks
+    starts = np.flatnonzero(np.r_[True, sets[1:] != sets[:-1]])
+    # front[c][s]: best total serving set s at cost <= c units; back: block, net, cost
+    front = np.full((limit + 1, full + 1), np.inf)
+    front[:, 0] = 0.0
+    back_block = np.zeros((limit + 1, full + 1), dtype=np.int64)
+    back_net = np.full((limit + 1, full + 1), -1, dtype=np.int64)
+    back_cost = np.zeros((limit + 1, full + 1), dtype=np.int64)
+    positions = np.arange(len(sets))
+    for c in range(1, limit + 1):
+        front[c] = front[c - 1]
+        back_block[c], back_net[c], back_cost[c] = back_block[c - 1], back_net[c - 1], \
+            back_cost[c - 1]
+        for u, (values, owner) in best.items():
+            if u > c:
+                continue
+            candidates = values[blocks] + front[c - u][rests]
+            seg_min = np.minimum.reduceat(candidates, starts)
+            targets = sets[starts]
+            better = seg_min < front[c][targets]
+            if not better.any():
+                continue
+            hit = candidates <= np.repeat(seg_min, np.diff(np.r_[starts, len(sets)]))
+            first = np.minimum.reduceat(np.where(hit, positions, len(sets)), starts)
+            chosen_sets = targets[better]
+            pick = first[better]  # the first block reaching each set's minimum
+            front[c][chosen_sets] = candidates[pick]
+            back_block[c][chosen_sets] = blocks[pick]
+            back_net[c][chosen_sets] = owner[blocks[pick]]
+            back_cost[c][chosen_sets] = c - u
+    total = float(front[limit][full])
+    if total == math.inf:
         raise PolytaskError(f"no choice of networks covers every task within budget {budget:g} "
                             f"(tasks {list(tasks)})")
     tol = 1e-12 * max(1.0, abs(total))
     c = next(c for c in range(limit + 1) if front[c][full] <= total + tol)
-    total = front[c][full]
+    total = float(front[c][full])
     chosen: list[tuple[int, tuple[str, ...]]] = []
     s, spent = full, 0
     while s:
-        block, n, c_prev = back[c][s]
+        block, n, c_prev = int(back_block[c][s]), int(back_net[c][s]), int(back_cost[c][s])
         chosen.append((n, tuple(name for name in tasks if block & (1 << pos[name]))))
         spent += units[n]
         s, c = s ^ block, c_prev
@@ -318,13 +346,22 @@ def select_tag(
     tasks = affinity.tasks
     _check_k(groups, len(tasks))
     limit = max_group_size or len(tasks)
+    t = len(tasks)
+    masks = np.arange(1, 1 << t)
+    member = ((masks[:, None] >> np.arange(t)) & 1).astype(np.float64)  # (groups, T)
+    size = member.sum(axis=1)
+    keep = size <= limit
+    member, size = member[keep], size[keep]
+    values = affinity.values
+    received = member @ values.T - member * np.diag(values)  # Σ_{i∈G, i≠j} A[j, i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = np.where(size[:, None] > 1, received / np.maximum(size - 1, 1)[:, None],
+                          singleton)
     networks = []
-    for mask in range(1, 1 << len(tasks)):
-        group = tuple(t for b, t in enumerate(tasks) if mask >> b & 1)
-        if len(group) > limit:
-            continue
-        scores = tag_group_scores(affinity, group, singleton)
-        networks.append((group, scores, 1.0))
+    for row, inside in zip(scores, member.astype(bool)):
+        group = tuple(name for name, flag in zip(tasks, inside) if flag)
+        networks.append((group, {name: float(v) for name, v, f in zip(tasks, row, inside) if f},
+                         1.0))
     signed = [(g, {k: -v for k, v in s.items()}, c) for g, s, c in networks]
     chosen, total, cost = exact_selection(tasks, signed, float(groups))
     return _grouping(tasks, networks, chosen, -total / len(tasks), cost, "tag")
