@@ -1,6 +1,6 @@
 """polytask: deep multi-task learning for PyTorch."""
 
-from . import balancing, benchmarks, data, metrics, models, tasks, training
+from . import balancing, benchmarks, data, metrics, models, relations, tasks, training
 from .balancing import Balancer, BalanceResult
 from .errors import PolytaskError
 from .metrics import delta_m
@@ -30,6 +30,7 @@ __all__ = [
     "delta_m",
     "metrics",
     "models",
+    "relations",
     "tasks",
     "training",
 ]

@@ -4,8 +4,9 @@
 :class:`BenchmarkRunner` trains methods and architectures on it and reports Δm.
 """
 
-from . import census_income, multimnist  # noqa: F401  (importing registers them)
+from . import census_income, multimnist, yeast  # noqa: F401  (importing registers them)
 from .base import Benchmark, BenchmarkData, Split, available, get, register
+from .grouping import GroupingResult, GroupingStudy, format_rows, random_partition
 from .runner import (
     BenchmarkResults,
     BenchmarkRunner,
@@ -19,11 +20,15 @@ __all__ = [
     "BenchmarkData",
     "BenchmarkResults",
     "BenchmarkRunner",
+    "GroupingResult",
+    "GroupingStudy",
     "Split",
     "available",
     "format_markdown",
+    "format_rows",
     "format_table",
     "get",
     "parse_method",
+    "random_partition",
     "register",
 ]

@@ -1,5 +1,6 @@
 """Training: the Trainer, callbacks and loggers, batches, seeds."""
 
+from .affinity import AffinityCallback
 from .batches import MultiTaskDataset, batch_loader, split_batch
 from .callbacks import Callback, CSVLogger, TensorBoardLogger
 from .optim import param_groups
@@ -8,6 +9,7 @@ from .seeding import seed_everything
 from .trainer import Trainer
 
 __all__ = [
+    "AffinityCallback",
     "CSVLogger",
     "Callback",
     "MultiTaskDataset",

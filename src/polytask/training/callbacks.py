@@ -19,6 +19,13 @@ class Callback:
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         """Before each epoch."""
 
+    def on_before_backward(
+        self, trainer: Trainer, step: int, losses: dict[str, Any], batch: tuple[Any, Any, Any]
+    ) -> None:
+        """After the forward and the task losses, before the balancer's backward:
+        ``losses`` are still in the graph, ``batch`` is ``(inputs, targets, masks)`` on
+        the device (e.g. to measure task affinities on the same batch)."""
+
     def on_step_end(self, trainer: Trainer, step: int, record: dict[str, float]) -> None:
         """After each optimizer step. ``record`` holds ``loss/<task>``, ``weight/<task>``
         and the balancer's extras, as floats."""

@@ -159,6 +159,8 @@ class Trainer:
         outputs = self.model(inputs)
         _check_outputs(outputs, self.task_names)
         losses = self.compute_losses(outputs, targets, masks)
+        for cb in self.callbacks:
+            cb.on_before_backward(self, self.global_step, losses, (inputs, targets, masks))
         self.optimizer.zero_grad(set_to_none=True)
         result = self.balancer.backward(
             losses,
