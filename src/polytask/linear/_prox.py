@@ -97,3 +97,28 @@ def project_cmtl_set(M: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray, n
     lam, P = np.linalg.eigh(0.5 * (M + M.T))
     lam = project_capped_simplex(lam, k)
     return (P * lam) @ P.T, lam, P
+
+
+def prox_squared_l1_nonneg(s: np.ndarray, lam: float) -> np.ndarray:
+    """argmin_{x ≥ 0} ½||x − s||² + (λ/2)(Σx)² for s ≥ 0: shift the top-k entries by λ·Σx."""
+    order = np.argsort(-s)
+    srt = s[order]
+    csum = np.cumsum(srt)
+    k = np.arange(1, len(s) + 1)
+    total = csum / (1.0 + lam * k)
+    active = srt - lam * total > 0
+    if not active.any():
+        return np.zeros_like(s)
+    kk = int(np.flatnonzero(active)[-1])
+    x = np.zeros_like(s)
+    x[order] = np.maximum(srt - lam * total[kk], 0.0)
+    return x
+
+
+def prox_squared_trace(V: np.ndarray, thr: float) -> tuple[np.ndarray, float]:
+    """Prox of (thr/2)·||V||_*²: the squared-ℓ1 prox on the singular values."""
+    U, s, Vt = np.linalg.svd(V, full_matrices=False)
+    s = prox_squared_l1_nonneg(s, thr)
+    keep = s > 0
+    Z = (U[:, keep] * s[keep]) @ Vt[keep]
+    return Z, 0.5 * float(s.sum()) ** 2

@@ -72,6 +72,10 @@ class LinearMTLBase(RegressorMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, task=None):
         """Fit on the wide form ``(X, Y)`` or the long form ``(X, y, task=ids)``."""
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         X = validate_data(self, X, reset=True, dtype=np.float64)
         y = check_array(
             y, ensure_2d=False, dtype=np.float64, ensure_all_finite="allow-nan", input_name="y"

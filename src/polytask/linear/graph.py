@@ -75,7 +75,7 @@ class GraphRegularizedMTL(LinearMTLBase):
 
     Minimises ``F(W, b) + α·Σ_{s<t} A_st·||w_s − w_t||² + β·||W||_1`` =
     ``F + α·tr(Wᵀ L W) + β·||W||_1`` with L the Laplacian of the task graph ``graph``: a T×T
-    symmetric non-negative matrix, or a list of ``(s, t)`` / ``(s, t, weight)`` edges named
+    symmetric non-negative matrix, or a list of ``(s, t)`` / ``(s, t, weight)`` tuples named
     by task ids (the columns of Y, or the ids given to ``fit``'s ``task``).
 
     Papers: Evgeniou, Micchelli & Pontil, "Learning multiple tasks with kernel methods",
@@ -115,10 +115,10 @@ class GraphRegularizedMTL(LinearMTLBase):
         g = self.graph
         if g is None:
             raise ShapeMismatchError("GraphRegularizedMTL needs graph= (T×T matrix or edges)")
-        arr = np.asarray(g, dtype=object) if isinstance(g, list) else np.asarray(g)
-        if isinstance(g, list) and (arr.ndim != 2 or arr.shape[1] not in (2, 3)):
+        is_edges = isinstance(g, list) and all(isinstance(e, tuple) for e in g)
+        if is_edges and any(len(e) not in (2, 3) for e in g):
             raise ShapeMismatchError("graph edges must be (s, t) or (s, t, weight) tuples")
-        if not isinstance(g, list):
+        if not is_edges:
             A = np.asarray(g, dtype=float)
             if A.shape != (T, T):
                 raise ShapeMismatchError(

@@ -7,9 +7,10 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from polytask.linear._fista import FistaResult, fista
+from polytask.linear._prox import prox_squared_trace
 from polytask.linear.base import LinearMTLBase
 
 
@@ -28,18 +29,22 @@ class MTRL(LinearMTLBase):
     covariance Ω is learned; positively, negatively or un-correlated tasks are all modelled.
 
     Minimises ``F(W, b) + (α/2)·||W||²_F + (β/2)·tr(Wᵀ Ω⁻¹ W)`` over W and
-    ``Ω ⪰ 0, tr Ω = 1`` (jointly convex). Alternating minimisation: the W step is a smooth
-    convex problem (accelerated gradient, warm-started); the Ω step is closed-form,
-    Ω = (W Wᵀ)^{1/2} / tr((W Wᵀ)^{1/2}).
+    ``Ω ⪰ 0, tr Ω = 1`` (jointly convex). For fixed W the best Ω is closed-form,
+    Ω = (W Wᵀ)^{1/2} / tr((W Wᵀ)^{1/2}), and there tr(Wᵀ Ω⁻¹ W) = ||W||²_* (squared trace
+    norm).
 
     Paper: Zhang & Yeung, "A convex formulation for learning task relationships in multi-task
-    learning", UAI 2010. The paper solves the W step as a dual QP (SMO for its ε-insensitive/
-    hinge variants) and, like its code, adds εI to W Wᵀ before the matrix square root so
-    that Ω stays invertible; polytask does the same with ε = ``eps`` × mean diagonal and
-    solves the W step in the primal. ``task_covariance_`` is Ω, ``task_correlation_`` its
-    normalisation to unit diagonal. Cost per outer step: an inner solve (``max_iter``
-    iterations at most, each one data-term gradient plus a T×T product) and one T×T
-    eigen-decomposition.
+    learning", UAI 2010. Solvers: ``solver="alternating"`` is the paper's: alternate a W step
+    (a smooth convex problem; polytask solves it in the primal by accelerated gradient, the
+    paper by a dual QP/SMO) with the closed-form Ω step, adding εI to W Wᵀ before the matrix
+    square root so Ω stays invertible (as the paper and its code do; ε = ``eps`` × mean
+    diagonal). It converges slowly once Ω nears singularity. ``solver="prox"`` (default)
+    minimises the same objective with Ω eliminated, ``F + (α/2)||W||²_F + (β/2)||W||²_*``,
+    by FISTA with the closed-form prox of the squared trace norm (a squared-ℓ1 prox on the
+    singular values), then applies the closed-form Ω step once; both reach the same
+    optimum (tested). ``task_covariance_`` is Ω, ``task_correlation_`` its normalisation
+    to unit diagonal. Cost: per FISTA iteration one data-term gradient and one thin SVD
+    (prox); per alternating step an inner solve and one T×T eigen-decomposition.
     """
 
     _parameter_constraints: dict = {
@@ -47,6 +52,7 @@ class MTRL(LinearMTLBase):
         "beta": [Interval(Real, 0, None, closed="neither")],
         "max_outer_iter": [Interval(Integral, 1, None, closed="left")],
         "eps": [Interval(Real, 0, None, closed="neither")],
+        "solver": [StrOptions({"prox", "alternating"})],
     }
 
     def __init__(
@@ -60,6 +66,7 @@ class MTRL(LinearMTLBase):
         max_iter: int = 1000,
         max_outer_iter: int = 50,
         eps: float = 1e-8,
+        solver: str = "prox",
         warm_start: bool = False,
     ):
         super().__init__(
@@ -69,6 +76,7 @@ class MTRL(LinearMTLBase):
         self.beta = beta
         self.max_outer_iter = max_outer_iter
         self.eps = eps
+        self.solver = solver
 
     def objective(self, loss_value: float, W: np.ndarray, omega: np.ndarray) -> float:
         """The full objective given the data term's value."""
@@ -76,6 +84,38 @@ class MTRL(LinearMTLBase):
         return loss_value + 0.5 * self.alpha * float(np.sum(W * W)) + 0.5 * self.beta * quad
 
     def _solve(self, loss, data, W0, b0, warm) -> FistaResult:
+        res = self._solve_prox(loss, W0, b0, warm) if self.solver == "prox" else (
+            self._solve_alternating(loss, data, W0, b0, warm)
+        )
+        omega = covariance_step(res.x[0], self.eps)
+        self.task_covariance_ = omega
+        d = np.sqrt(np.diag(omega))
+        self.task_correlation_ = omega / np.outer(d, d)
+        return res
+
+    def _solve_prox(self, loss, W0, b0, warm) -> FistaResult:
+        with_b = b0 is not None
+
+        def smooth(xs, need_grad):
+            W = xs[0]
+            f, gW, gb = loss.value_grad(W, xs[1] if with_b else None, need_grad)
+            val = f + 0.5 * self.alpha * float(np.sum(W * W))
+            if not need_grad:
+                return val, None
+            g = [gW + self.alpha * W]
+            return val, (g + [gb] if with_b else g)
+
+        def prox(vs, step):
+            W, g = prox_squared_trace(vs[0], step * self.beta)
+            return ([W, vs[1]] if with_b else [W]), self.beta * g
+
+        self.n_outer_iter_ = 1
+        return fista(
+            smooth, prox, [W0, b0] if with_b else [W0], tol=self.tol, max_iter=self.max_iter,
+            lipschitz=self._start_lipschitz(warm),
+        )
+
+    def _solve_alternating(self, loss, data, W0, b0, warm) -> FistaResult:
         T = data.n_tasks
         with_b = b0 is not None
         if warm and getattr(self, "task_covariance_", np.zeros(0)).shape == (T, T):
@@ -120,8 +160,5 @@ class MTRL(LinearMTLBase):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        self.task_covariance_ = omega
-        d = np.sqrt(np.diag(omega))
-        self.task_correlation_ = omega / np.outer(d, d)
         self.n_outer_iter_ = len(path)
         return FistaResult(x=x, objective=path, n_iter=n_iter, converged=converged, lipschitz=L)
