@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning
 from _linear_helpers import data_gradient, logistic_problem
+from sklearn.exceptions import ConvergenceWarning
 
 from polytask.linear import MTRL, ClusteredMTL
 from polytask.linear._prox import project_cmtl_set

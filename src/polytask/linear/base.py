@@ -127,7 +127,8 @@ class LinearMTLBase(RegressorMixin, BaseEstimator):
             values = np.unique(yt)
             if len(values) != 2:
                 raise LabelRangeError(
-                    f"loss='logistic' needs two classes in every task; task {tasks[t]!r} has "
+                    "loss='logistic' needs two classes in every task; "
+                    f"task {tasks.tolist()[t]!r} has "
                     f"{len(values)} distinct label(s): {values[:5].tolist()}"
                 )
             classes.append(values)
