@@ -33,7 +33,10 @@ class SquaredLoss:
         self.inv_n = 1.0 / n_t
         self.x_mean = np.zeros((T, d))
         self.y_mean = np.zeros(T)
-        if fit_intercept:
+        if fit_intercept and data.form == "shared":
+            self.x_mean[:] = data.X.mean(axis=0)
+            self.y_mean[:] = data.Y.mean(axis=0)
+        elif fit_intercept:
             for t in range(T):
                 Xt, yt = data.task_arrays(t)
                 self.x_mean[t] = Xt.mean(axis=0)

@@ -29,18 +29,24 @@ def alpha_grid(estimator, X, y, task=None, n_alphas: int = 10, eps: float = 1e-3
 
 
 def regularization_path(estimator, X, y, task=None, alphas=None, n_alphas: int = 10,
-                        eps: float = 1e-3):
-    """Fit ``estimator`` at each α (decreasing), warm-starting each fit from the previous.
+                        eps: float = 1e-3, param: str = "alpha"):
+    """Fit ``estimator`` at each value of ``param`` (decreasing), each fit warm-started from
+    the previous one. ``param`` is ``"alpha"`` or another strength (e.g. MTRL's ``"beta"``);
+    without ``alphas`` the grid is :func:`alpha_grid`'s (for ``"alpha"``) or 10 … 10·eps.
 
     Returns ``(alphas, coefs, intercepts, n_iters)``: coefs is n_alphas×T×d.
     """
     if alphas is None:
-        alphas = alpha_grid(estimator, X, y, task, n_alphas, eps)
+        alphas = (
+            alpha_grid(estimator, X, y, task, n_alphas, eps)
+            if param == "alpha"
+            else np.geomspace(10.0, 10.0 * eps, n_alphas)
+        )
     alphas = np.sort(np.asarray(alphas, dtype=float))[::-1]
     est = clone(estimator).set_params(warm_start=True)
     coefs, intercepts, iters = [], [], []
     for a in alphas:
-        est.set_params(alpha=float(a))
+        est.set_params(**{param: float(a)})
         est.fit(X, y, task=task)
         coefs.append(est.coef_.copy())
         intercepts.append(est.intercept_.copy())
