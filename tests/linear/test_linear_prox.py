@@ -25,6 +25,7 @@ def _brute_prox(V, thr, g):
         ("group2", lambda W: _prox.group_norm(W, 2)),
         ("groupinf", lambda W: _prox.group_norm(W, "inf")),
         ("trace", lambda W: np.linalg.svd(W, compute_uv=False).sum()),
+        ("sqtrace", lambda W: 0.5 * np.linalg.svd(W, compute_uv=False).sum() ** 2),
     ],
 )
 def test_prox_minimises_its_objective(name, g):
@@ -32,7 +33,8 @@ def test_prox_minimises_its_objective(name, g):
     V = rng.standard_normal((3, 2))
     thr = 0.6
     fn = {"l1": _prox.prox_l1, "group2": lambda v, t: _prox.prox_group(v, t, 2),
-          "groupinf": lambda v, t: _prox.prox_group(v, t, "inf"), "trace": _prox.prox_trace}[name]
+          "groupinf": lambda v, t: _prox.prox_group(v, t, "inf"), "trace": _prox.prox_trace,
+          "sqtrace": _prox.prox_squared_trace}[name]
     Z, gz = fn(V, thr)
     assert gz == pytest.approx(g(Z), abs=1e-12)
     ours = thr * g(Z) + 0.5 * np.sum((Z - V) ** 2)
