@@ -266,7 +266,7 @@ def main(argv=None) -> int:
         return 0
     x, y, _ = read_yeast_csv(resolve_data_dir(args.data_dir) / SUBDIR / FILE)
     y = y.astype(float)
-    Cs = np.geomspace(1e-3, 1e2, 3 if args.quick else 6)
+    Cs = np.geomspace(1e-3, 10.0, 3 if args.quick else 5)
     results: dict[str, list[np.ndarray]] = {}
     chosen: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
