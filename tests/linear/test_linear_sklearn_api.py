@@ -137,3 +137,16 @@ def test_path_is_warm_started_and_cv_picks_a_sensible_alpha():
     long = MultiTaskCV(MultiTaskL21(tol=1e-6), n_alphas=4, cv=3).fit(X[rows], Y[rows, cols],
                                                                       task=cols)
     assert long.predict(X[:5], task=[0, 1, 2, 3, 0]).shape == (5,)
+
+
+def test_readme_example_runs():
+    X, Y, _ = shared_problem(n=60, d=6, T=3)
+    from sklearn.linear_model import MultiTaskLasso
+
+    m = MultiTaskL21(alpha=0.05, tol=1e-10, max_iter=20000).fit(X, Y)
+    ref = MultiTaskLasso(alpha=0.05, tol=1e-12, max_iter=100000).fit(X, Y)
+    assert np.abs(m.coef_ - ref.coef_).max() < 1e-6
+    Xl, yl, task_ids = logistic_problem()
+    r = MTRL(beta=0.02, loss="logistic").fit(Xl, yl, task=task_ids)
+    assert r.task_correlation_.shape == (3, 3)
+    assert r.predict_proba(Xl[:4], task=task_ids[:4]).shape == (4,)
