@@ -34,3 +34,12 @@ __all__ = [
     "tasks",
     "training",
 ]
+
+
+def __getattr__(name: str):
+    """Import ``polytask.linear`` (scikit-learn estimators) only when first used."""
+    if name == "linear":
+        import importlib
+
+        return importlib.import_module(".linear", __name__)
+    raise AttributeError(f"module 'polytask' has no attribute {name!r}")

