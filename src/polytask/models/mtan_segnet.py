@@ -159,3 +159,17 @@ def _mtan_segnet(tasks, backbone: Backbone, **kwargs: Any) -> MTANSegNet:  # noq
         if key in options:
             kwargs.setdefault(key, options[key])
     return MTANSegNet(tasks, **kwargs)
+
+
+@register("segnet")
+def _segnet(tasks, backbone: Backbone, **kwargs: Any) -> MultiTaskModel:  # noqa: ANN001
+    """Hard sharing on the index-unpooling SegNet (MTAN paper's "split" baseline).
+
+    Sized by ``Backbone.options`` (``filters``/``convs``) when given."""
+    from .hard_sharing import HardSharing
+
+    options = dict(getattr(backbone, "options", None) or {})
+    in_channels = int(backbone.input_shape[0]) if backbone.input_shape is not None else 3
+    net = SegNet(in_channels, options.get("filters", SEGNET_FILTERS),
+                 options.get("convs", SEGNET_CONVS))
+    return HardSharing(net, tasks, **kwargs)
