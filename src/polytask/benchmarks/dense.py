@@ -239,7 +239,7 @@ DENSE_MNIST_CONVS = (1, 1)
 
 def _mnist_dense_tasks() -> dict[str, Task]:
     return {
-        "segmentation": Segmentation("segmentation", num_classes=11),
+        "segmentation": Segmentation("segmentation", num_classes=3),
         "depth": Depth("depth"),
         "normal": SurfaceNormal("normal"),
     }
@@ -252,8 +252,8 @@ def _mnist_dense_load(data_dir: Path | None, seed: int) -> BenchmarkData:
 
 register("dense-multimnist")(lambda: Benchmark(
     name="dense-multimnist",
-    description="dense MultiMNIST: segmentation, depth and normals of two overlapping "
-    "MNIST digits on a 36×36 canvas (polytask's construction)",
+    description="dense MultiMNIST: which-digit segmentation, depth and normals of two "
+    "overlapping MNIST digits on a 36×36 canvas (polytask's construction)",
     tasks=_mnist_dense_tasks, load=_mnist_dense_load,
     backbone=_segnet_backbone(DENSE_MNIST_FILTERS, DENSE_MNIST_CONVS),
     report={"segmentation": ("miou", "pixel_accuracy"), "depth": ("abs_err", "rel_err"),

@@ -10,10 +10,12 @@ Koltun (NeurIPS 2018): one at the top-left, one at the bottom-right, each shifte
 
 Three tasks, as on NYUv2:
 
-- ``segmentation`` (11 classes): 0 for background (both intensities < 0.05), 1 + the
-  digit of the front digit where it has ink (a_f ≥ 0.5), 1 + the back digit's class
-  where only it has ink (a_b ≥ 0.5, a_f < 0.05); the anti-aliased rims in between are
-  ignored (-1). Needs recognising digits and which one is in front.
+- ``segmentation`` (3 classes): which digit each pixel shows — 0 background (both
+  intensities < 0.05), 1 the top-left digit, 2 the bottom-right one — the front digit
+  where it has ink (a ≥ 0.5), the back digit where only it has ink; the anti-aliased
+  rims in between are ignored (-1). Where the digits overlap this needs telling which
+  one is in front. With ``classes=11`` the labels are 1 + the digit's class instead
+  (digit segmentation, harder: it needs recognising the digits).
 - ``depth``: 1 on the front digit's ink, z on the back digit's visible ink, 0 (no
   measurement) on the background and the rims. Needs the occlusion order and the
   brightness of the back digit.
@@ -52,7 +54,7 @@ def _place(images: np.ndarray, corner: str, shifts: np.ndarray) -> np.ndarray:
 
 
 def make_dense_multimnist(images: np.ndarray, labels: np.ndarray, seed: int | tuple,
-                          max_shift: int = 2) -> Split:
+                          max_shift: int = 2, classes: int = 3) -> Split:
     """Build the dense MultiMNIST split from (N, 28, 28) images in [0, 1] and their
     labels (see the module docstring). Sample i uses image i at the top-left and a
     random partner from the same images at the bottom-right."""
@@ -71,8 +73,14 @@ def make_dense_multimnist(images: np.ndarray, labels: np.ndarray, seed: int | tu
     lf = left_front[:, None, None]
     a_f = np.where(lf, left, right)
     a_b = np.where(lf, right, left)
-    c_f = np.where(left_front, labels, labels[partner])
-    c_b = np.where(left_front, labels[partner], labels)
+    if classes == 11:
+        c_f = np.where(left_front, labels, labels[partner])
+        c_b = np.where(left_front, labels[partner], labels)
+    elif classes == 3:  # 1 + the label below is 1 for the top-left digit, 2 for the other
+        c_f = np.where(left_front, 0, 1)
+        c_b = 1 - c_f
+    else:
+        raise ValueError(f"dense MultiMNIST: classes is 3 or 11, got {classes}")
     zz = z[:, None, None]
     canvas = a_f + (1 - a_f) * a_b / zz
 
@@ -103,7 +111,8 @@ def make_dense_multimnist(images: np.ndarray, labels: np.ndarray, seed: int | tu
 
 
 def load_dense_multimnist(data_dir: str | os.PathLike[str] | None = None, seed: int = 0,
-                          sizes: tuple[int, int, int] = (6000, 1000, 1000)) -> dict[str, Split]:
+                          sizes: tuple[int, int, int] = (6000, 1000, 1000),
+                          classes: int = 3) -> dict[str, Split]:
     """Dense MultiMNIST from ``<data_dir>/mnist/mnist.pkl.gz``: the first ``sizes``
     images of MNIST's train, val and test splits, each split built with its own seed
     derived from ``seed``. Returns ``{"train"|"val"|"test": Split}``."""
@@ -113,5 +122,5 @@ def load_dense_multimnist(data_dir: str | os.PathLike[str] | None = None, seed: 
         x, y = mnist[split]
         if size > len(x):
             raise ValueError(f"dense MultiMNIST: {size} {split} images asked, MNIST has {len(x)}")
-        out[split] = make_dense_multimnist(x[:size], y[:size], (seed, i))
+        out[split] = make_dense_multimnist(x[:size], y[:size], (seed, i), classes=classes)
     return out
