@@ -65,3 +65,34 @@ def test_dense_multimnist_runs_when_mnist_is_there(tmp_path, monkeypatch):
     runner = BenchmarkRunner(bench, out_dir=tmp_path, progress=False, log=lambda s: None)
     results = runner.run(["ew"], ["mtan"], [0])
     assert results.runs[0].metrics["segmentation"]["miou"] > 0
+
+
+def test_protocol_callbacks_step_the_schedule_and_keep_the_best_delta_m_epoch():
+    import torch
+
+    from polytask.benchmarks.protocol import BestByDeltaM, SchedulerStep
+    from polytask.models import HardSharing
+    from polytask.tasks import Regression
+    from polytask.training import MultiTaskDataset, Trainer, batch_loader
+
+    torch.manual_seed(0)
+    tasks = [Regression("a"), Regression("b")]
+    model = HardSharing(torch.nn.Linear(3, 4), tasks)
+    step = SchedulerStep(lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5))
+    trainer = Trainer(model, tasks, "ew", lambda p: torch.optim.SGD(p, lr=0.1),
+                      callbacks=[step], progress=False, device="cpu")
+    data = MultiTaskDataset(torch.randn(8, 3), {"a": torch.randn(8), "b": torch.randn(8)})
+    trainer.fit(batch_loader(data, 4), 2)
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.1 * 0.25
+
+    directions = {"a": {"mae": False}, "b": {"mae": False}}
+    keep = BestByDeltaM({"a": {"mae": 1.0}, "b": {"mae": 1.0}}, directions, "metric")
+    weights = []
+    for epoch, (a, b) in enumerate([(0.9, 1.2), (0.8, 0.8), (1.0, 0.7)]):
+        with torch.no_grad():
+            model.encoder.weight.fill_(float(epoch))
+        weights.append(model.encoder.weight.clone())
+        keep.on_epoch_end(trainer, epoch, {"val": {"a/mae": a, "b/mae": b}})
+    assert keep.best_epoch == 1 and keep.best == pytest.approx(20.0)
+    keep.restore(model)
+    assert torch.equal(model.encoder.weight, weights[1])

@@ -186,7 +186,7 @@ register("nyuv2")(lambda: Benchmark(
     tasks=_nyu_tasks("segnet"), load=_nyu_load,
     backbone=_segnet_backbone(SEGNET_FILTERS, SEGNET_CONVS), report=_NYU_REPORT,
     epochs=200, batch_size=2, lr=1e-4, weight_decay=0.0,
-    options=_libmtl_options(train_transform=_augment, eval_batch_size=2),
+    options=_libmtl_options(train_transform=_augment, eval_batch_size=16),
 ))
 
 

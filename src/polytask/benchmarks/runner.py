@@ -297,7 +297,7 @@ class BenchmarkRunner:
         seconds = time.perf_counter() - start
         if selector is not None:
             selector.restore(trainer.model)
-        elif options.get("select", "loss") == "loss":
+        elif options.get("select", "loss") != "last":  # single-task runs: lowest val loss
             trainer.load_best()
         metrics = trainer.evaluate(_loader(_select(data.test, tasks), eval_bs, False))
         val_metrics = trainer.evaluate(_loader(_select(data.val, tasks), eval_bs, False))
