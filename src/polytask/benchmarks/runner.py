@@ -20,6 +20,7 @@ from ..errors import PolytaskError
 from ..metrics import delta_m
 from ..training import MultiTaskDataset, Trainer, batch_loader, seed_everything
 from .base import Benchmark, BenchmarkData, Split
+from .protocol import BestByDeltaM, SchedulerStep, TransformedLoader
 
 
 def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
@@ -81,6 +82,7 @@ class BenchmarkResults:
     baselines: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     val_baselines: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     runs: list[RunResult] = field(default_factory=list)
+    convention: str = "metric"
 
     def summary(self) -> list[dict[str, Any]]:
         """One row per (arch, method): mean and std over seeds of each reported metric,
@@ -116,6 +118,7 @@ class BenchmarkResults:
         """Everything, as JSON-ready data."""
         return {
             "benchmark": self.benchmark,
+            "delta_m_convention": self.convention,
             "report": {k: list(v) for k, v in self.report.items()},
             "baselines": {str(s): b for s, b in self.baselines.items()},
             "val_baselines": {str(s): b for s, b in self.val_baselines.items()},
@@ -200,8 +203,9 @@ def write_results(results: BenchmarkResults, out_dir: Path) -> None:
     (out_dir / "results.md").write_text(format_markdown(results) + "\n")
 
 
-def _loader(split: Split, batch_size: int, shuffle: bool):
-    return batch_loader(MultiTaskDataset(split.inputs, split.targets), batch_size, shuffle)
+def _loader(split: Split, batch_size: int, shuffle: bool, drop_last: bool = False):
+    return batch_loader(MultiTaskDataset(split.inputs, split.targets), batch_size, shuffle,
+                        drop_last)
 
 
 @dataclass
@@ -230,7 +234,15 @@ class BenchmarkRunner:
     progress: bool = True
     log: Callable[[str], None] = print
     reuse: bool = True
+    delta_m_convention: str | None = None
     _data: BenchmarkData | None = None
+    _val_baselines: dict[int, dict] = field(default_factory=dict)
+
+    @property
+    def convention(self) -> str:
+        """The Δm convention: this runner's, else the benchmark's, else ``"metric"``."""
+        return (self.delta_m_convention or self.benchmark.options.get("delta_m")
+                or "metric")
 
     @property
     def data(self) -> BenchmarkData:
@@ -264,24 +276,55 @@ class BenchmarkRunner:
                 groups, lr=settings["lr"], weight_decay=settings["weight_decay"]
             )
 
+        options = self.benchmark.options
+        callbacks, selector = self._protocol_callbacks(tasks, seed)
         trainer = Trainer(
             model, tasks, balancer, optimizer, device=self.device, log_dir=run_dir,
-            seed=seed, progress=self.progress,
+            seed=seed, progress=self.progress, callbacks=callbacks,
         )
         data = self.data
+        eval_bs = int(options.get("eval_batch_size", 4096))
+        train_loader = _loader(_select(data.train, tasks), settings["batch_size"], True,
+                               options.get("drop_last", False))
+        if options.get("train_transform") is not None:
+            train_loader = TransformedLoader(train_loader, options["train_transform"])
         start = time.perf_counter()
         trainer.fit(
-            _loader(_select(data.train, tasks), settings["batch_size"], True),
+            train_loader,
             settings["epochs"],
-            val_loader=_loader(_select(data.val, tasks), 4096, False),
+            val_loader=_loader(_select(data.val, tasks), eval_bs, False),
         )
         seconds = time.perf_counter() - start
-        trainer.load_best()
-        metrics = trainer.evaluate(_loader(_select(data.test, tasks), 4096, False))
-        val_metrics = trainer.evaluate(_loader(_select(data.val, tasks), 4096, False))
+        if selector is not None:
+            selector.restore(trainer.model)
+        elif options.get("select", "loss") != "last":  # single-task runs: lowest val loss
+            trainer.load_best()
+        metrics = trainer.evaluate(_loader(_select(data.test, tasks), eval_bs, False))
+        val_metrics = trainer.evaluate(_loader(_select(data.val, tasks), eval_bs, False))
         return RunResult(
             method, arch, seed, metrics, seconds, settings["epochs"], val_metrics=val_metrics
         )
+
+    def _protocol_callbacks(self, tasks: dict, seed: int) -> tuple[list, Any]:
+        """The benchmark's schedule (``options["scheduler"]``) and epoch selection
+        (``options["select"]``: ``"loss"``, ``"last"``, or ``"delta_m"`` — the epoch of best
+        validation Δm against the same seed's single-task baselines, as LibMTL)."""
+        callbacks: list = []
+        options = self.benchmark.options
+        if options.get("scheduler") is not None:
+            callbacks.append(SchedulerStep(options["scheduler"]))
+        selector = None
+        select = options.get("select", "loss")
+        if select not in ("loss", "last", "delta_m"):
+            raise PolytaskError(f"benchmark option select={select!r}: loss, last or delta_m")
+        main = [n for n, t in tasks.items() if not t.auxiliary]
+        if select == "delta_m" and len(main) > 1 and seed in self._val_baselines:
+            report = {t: self.benchmark.report[t] for t in main if t in self.benchmark.report}
+            directions = {t: {m: tasks[t].higher_is_better[m] for m in ms}
+                          for t, ms in report.items()}
+            selector = BestByDeltaM(self._val_baselines[seed], directions, self.convention)
+            callbacks.append(selector)
+        return callbacks, selector
 
     def baselines(self, seed: int) -> tuple[dict, dict]:
         """Single-task (test, validation) metrics: one hard-sharing model per task, cached
@@ -340,8 +383,10 @@ class BenchmarkRunner:
             for name, metrics in self.benchmark.report.items()
         }
         results = BenchmarkResults(self.benchmark.name, dict(self.benchmark.report), directions)
+        results.convention = self.convention
         for seed in seeds:
             results.baselines[seed], results.val_baselines[seed] = self.baselines(seed)
+            self._val_baselines[seed] = results.val_baselines[seed]
             for arch in archs:
                 for method in methods:
                     run_dir = self.out_dir / "runs" / f"{arch}-{method}" / f"seed{seed}"
@@ -350,9 +395,11 @@ class BenchmarkRunner:
                     if run is None:
                         run = self.train_one(tasks, arch, method, seed, run_dir)
                         self._save_run(run, run_dir)
-                    run.delta_m = delta_m(run.metrics, results.baselines[seed], directions)
+                    run.delta_m = delta_m(run.metrics, results.baselines[seed], directions,
+                                          self.convention)
                     run.val_delta_m = delta_m(
-                        run.val_metrics, results.val_baselines[seed], directions
+                        run.val_metrics, results.val_baselines[seed], directions,
+                        self.convention,
                     )
                     results.runs.append(run)
                     self.log(

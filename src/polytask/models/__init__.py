@@ -10,7 +10,9 @@ from .hard_sharing import HardSharing
 from .layers import GradientReversal, reverse_gradient, with_adversarial_head
 from .learning_to_branch import LearningToBranch
 from .mtan import MTAN
+from .mtan_segnet import MTANSegNet
 from .registry import Backbone, available, builder, get, register
+from .segnet import SEGNET_CONVS, SEGNET_FILTERS, SegNet, StagedDense, segnet_stages
 from .sluice import Sluice
 from .soft_sharing import SoftSharing
 
@@ -19,6 +21,8 @@ __all__ = [
     "ESMM",
     "MMoE",
     "MTAN",
+    "SEGNET_CONVS",
+    "SEGNET_FILTERS",
     "PLE",
     "AdaShare",
     "Backbone",
@@ -28,15 +32,19 @@ __all__ = [
     "GradientReversal",
     "HardSharing",
     "LearningToBranch",
+    "MTANSegNet",
     "MultiTaskModel",
+    "SegNet",
     "Sluice",
     "SoftSharing",
+    "StagedDense",
     "available",
     "builder",
     "get",
     "normalize_spec",
     "register",
     "reverse_gradient",
+    "segnet_stages",
     "spec_from_groups",
     "with_adversarial_head",
 ]

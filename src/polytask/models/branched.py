@@ -13,6 +13,7 @@ from .base import MultiTaskModel
 from .layers import (
     StageFactory,
     build_heads,
+    channels_resolver,
     make_stage_list,
     modules_parameters,
     run_stages,
@@ -145,6 +146,8 @@ class Branched(MultiTaskModel):
             self.tasks, heads,
             size_resolver(out_features, example_input, lambda x: run_stages(first, x),
                           [first], "the last stage's output"),
+            channels_resolver(example_input, lambda x: run_stages(first, x), [first],
+                              "the last stage's output"),
         )
 
     @classmethod

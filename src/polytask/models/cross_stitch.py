@@ -14,6 +14,7 @@ from .base import MultiTaskModel
 from .layers import (
     StageFactory,
     build_heads,
+    channels_resolver,
     check_same_shapes,
     make_stage_list,
     modules_parameters,
@@ -105,6 +106,8 @@ class CrossStitch(MultiTaskModel):
             self.tasks, heads,
             size_resolver(out_features, example_input, lambda x: run_stages(column, x),
                           [column], "the last stage's output"),
+            channels_resolver(example_input, lambda x: run_stages(column, x), [column],
+                              "the last stage's output"),
         )
 
     def stitch_parameters(self) -> list[nn.Parameter]:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import PolytaskError
-from ..tasks import Task
+from ..tasks import Task, is_dense
 from ..tasks.graph import extra_input_features, has_inputs_from, prediction_order, run_heads
 from .base import MultiTaskModel
 
@@ -32,6 +32,29 @@ def infer_out_features(encoder: nn.Module, example_input: Tensor | None) -> int:
     return int(out.reshape(out.shape[0], -1).shape[1])
 
 
+def infer_out_channels(encoder: nn.Module, example_input: Tensor | None) -> int:
+    """The channels of an encoder's (N, C, H, W) feature map: from ``out_channels`` or a
+    dry run (for the heads of dense tasks)."""
+    value = getattr(encoder, "out_channels", None)
+    if isinstance(value, int):
+        return value
+    if example_input is None:
+        raise PolytaskError(
+            "cannot tell the channels of the encoder's feature map for dense heads: give "
+            "the encoder an out_channels attribute, example_input=..., or every head"
+        )
+    was_training = encoder.training
+    encoder.eval()
+    with torch.no_grad():
+        out = encoder(example_input)
+    encoder.train(was_training)
+    if out.dim() != 4:
+        raise PolytaskError(
+            f"dense heads need a (N, C, H, W) feature map; the encoder gives {tuple(out.shape)}"
+        )
+    return int(out.shape[1])
+
+
 class HardSharing(MultiTaskModel):
     """Shared encoder with one head per task (Caruana, Machine Learning 1997).
 
@@ -43,6 +66,8 @@ class HardSharing(MultiTaskModel):
     is flattened to (batch, features) before default heads. A task declared with
     ``inputs_from=(...)`` gets, as head input, the flattened representation
     concatenated with those tasks' predictions (:mod:`polytask.tasks.graph`).
+    Dense (per-pixel) tasks get heads that read the (N, C, H, W) feature map itself,
+    built from its channels (``out_channels`` of the encoder, or a dry run).
 
     Extra cost per step: none beyond the encoder and heads themselves.
 
@@ -70,6 +95,11 @@ class HardSharing(MultiTaskModel):
                 f"heads given for unknown tasks {sorted(unknown)}; tasks are {list(self.tasks)}"
             )
         self.encoder = encoder
+        dense = [n for n, t in self.tasks.items() if n not in heads and is_dense(t)]
+        if dense:  # per-pixel heads read the feature map: built from its channels
+            channels = infer_out_channels(encoder, example_input)
+            for name in dense:
+                heads[name] = self.tasks[name].build_head(channels)
         if len(heads) < len(self.tasks):
             size = encoder_out_features or infer_out_features(encoder, example_input)
             extra = extra_input_features(self.tasks)  # estimates as features (inputs_from)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import PolytaskError, ShapeMismatchError
-from ..tasks import Task
+from ..tasks import Task, is_dense
 
 StageFactory = Callable[[], Sequence[nn.Module]]
 
@@ -17,12 +17,14 @@ def build_heads(
     tasks: Mapping[str, Task],
     heads: Mapping[str, nn.Module] | None,
     in_features: Callable[[], int],
+    in_channels: Callable[[], int] | None = None,
 ) -> nn.ModuleDict:
     """``{task: head}``: the user's heads, the missing ones built from the task specs.
 
     ``in_features`` is called only when a head must be built (so a model whose heads
     are all given never needs to know its representation size). Default heads flatten
-    their input first.
+    their input first — except those of dense (per-pixel) tasks, which read the feature
+    map itself and are built from its channel count, ``in_channels()``.
     """
     heads = dict(heads or {})
     unknown = set(heads) - set(tasks)
@@ -30,12 +32,48 @@ def build_heads(
         raise PolytaskError(
             f"heads given for unknown tasks {sorted(unknown)}; tasks are {list(tasks)}"
         )
-    if len(heads) < len(tasks):
+    missing = [name for name in tasks if name not in heads]
+    flat = [name for name in missing if not is_dense(tasks[name])]
+    dense = [name for name in missing if is_dense(tasks[name])]
+    if flat:
         size = int(in_features())
-        for name, task in tasks.items():
-            if name not in heads:
-                heads[name] = nn.Sequential(nn.Flatten(), task.build_head(size))
+        for name in flat:
+            heads[name] = nn.Sequential(nn.Flatten(), tasks[name].build_head(size))
+    if dense:
+        if in_channels is None:
+            raise PolytaskError(
+                f"dense task(s) {dense}: this architecture builds no default per-pixel "
+                "head; give heads={task: module} mapping its feature map to the prediction"
+            )
+        channels = int(in_channels())
+        for name in dense:
+            heads[name] = tasks[name].build_head(channels)
     return nn.ModuleDict({name: heads[name] for name in tasks})
+
+
+def channels_resolver(
+    example_input: Tensor | None, run: Callable[[Tensor], Tensor],
+    modules: Iterable[nn.Module], what: str,
+) -> Callable[[], int]:
+    """A thunk giving the channel count of a (N, C, H, W) feature map by a dry run (for
+    the heads of dense tasks)."""
+    mods = list(modules)
+
+    def resolve() -> int:
+        if example_input is None:
+            raise PolytaskError(
+                f"cannot tell the channels of {what} for dense heads: give "
+                "example_input=... (or give every head yourself)"
+            )
+        out = dry_run(run, example_input, *mods)
+        if out.dim() != 4:
+            raise ShapeMismatchError(
+                f"dense heads need a (N, C, H, W) feature map, but {what} is "
+                f"{tuple(out.shape)}"
+            )
+        return int(out.shape[1])
+
+    return resolve
 
 
 def make_stage_list(make_stages: StageFactory, what: str = "make_stages") -> nn.ModuleList:

@@ -133,7 +133,8 @@ class MTAN(MultiTaskModel):
                 mods.append(_attention(in_size, channels, spatial, norm))
             self.attention[k] = nn.ModuleList(mods)
         last = shapes[-1]
-        self.heads = build_heads(self.tasks, heads, lambda: int(torch.Size(last[1:]).numel()))
+        self.heads = build_heads(self.tasks, heads, lambda: int(torch.Size(last[1:]).numel()),
+                                 lambda: int(last[1]))
 
     def _shapes(self, example_input: Tensor) -> list[torch.Size]:
         shapes = []

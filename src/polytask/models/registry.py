@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..registry import Registry
@@ -32,6 +33,8 @@ class Backbone:
         input_shape: optional, the shape of one input sample (no batch dimension),
             for architectures that read the raw input (MMoE-style gates) or find
             shapes by a dry run (which stages AdaShare may skip).
+        options: optional settings for architectures built around a specific network
+            (e.g. the SegNet ``filters``/``convs`` that ``mtan_segnet`` reads).
     """
 
     make_encoder: Callable[[], nn.Module]
@@ -39,6 +42,7 @@ class Backbone:
     make_stages: Callable[[], list[nn.Module]] | None = None
     stage_channels: tuple[int, ...] | None = None
     input_shape: tuple[int, ...] | None = None
+    options: dict[str, Any] | None = None
 
 
 _ARCHITECTURES: Registry[MultiTaskModel] = Registry("architecture")
@@ -55,6 +59,8 @@ def get(name: str, **kwargs: Any) -> MultiTaskModel:
 @register("shared_bottom")
 def _hard_sharing(tasks, backbone: Backbone, **kwargs: Any) -> HardSharing:  # noqa: ANN001
     """Hard parameter sharing: one encoder shared by all tasks, one head each."""
+    if backbone.input_shape is not None:  # dense heads may need a dry run for channels
+        kwargs.setdefault("example_input", torch.zeros(2, *backbone.input_shape))
     return HardSharing(
         backbone.make_encoder(), tasks, encoder_out_features=backbone.out_features, **kwargs
     )

@@ -1,7 +1,9 @@
-"""Task specs: ``Regression``, ``Binary``, ``Multiclass``, ``MultiLabel``, ``Custom``."""
+"""Task specs: ``Regression``, ``Binary``, ``Multiclass``, ``MultiLabel``, ``Custom``; dense
+(per-pixel) ``Segmentation``, ``Depth``, ``SurfaceNormal``, ``PixelBinary``."""
 
 from .base import MISSING_CLASS, Binary, Custom, Multiclass, MultiLabel, Regression, Task
 from .collection import as_task_dict
+from .dense import DenseTask, Depth, PixelBinary, Segmentation, SurfaceNormal, dense_head, is_dense
 from .reconstruction import Reconstruction, add_input_target
 from .standardized import StandardizedRegression
 
@@ -9,12 +11,19 @@ __all__ = [
     "MISSING_CLASS",
     "Binary",
     "Custom",
+    "DenseTask",
+    "Depth",
     "MultiLabel",
     "Multiclass",
+    "PixelBinary",
     "Reconstruction",
     "Regression",
     "StandardizedRegression",
+    "Segmentation",
+    "SurfaceNormal",
     "Task",
     "add_input_target",
     "as_task_dict",
+    "dense_head",
+    "is_dense",
 ]
