@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ..errors import PolytaskError
 
-COMMANDS = ("bench", "list", "data", "plot", "toy")
+COMMANDS = ("bench", "list", "data", "plot", "toy", "pareto")
 
 
 def build_parser() -> argparse.ArgumentParser:
