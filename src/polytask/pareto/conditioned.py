@@ -147,8 +147,10 @@ class ParetoHyperNetwork(PreferenceConditioned):
 
     Differences from the authors' code: the code writes one hypernetwork per target
     architecture by hand; here any target is generated from its parameter list (the
-    same structure: a shared ray MLP and one linear head per tensor). Buffers (e.g.
-    batch-norm statistics) stay the target's own.
+    same structure: a shared ray MLP and one linear head per tensor). Each head starts
+    with the target's initial tensor as its bias and a small weight (the code uses
+    PyTorch's default initialisation of the heads), so the generated network starts as
+    a normally initialised one. Buffers (e.g. batch-norm statistics) stay the target's.
 
     Extra cost per step: the hypernetwork forward (``hidden × P`` multiply-adds for a
     target of P parameters) and its backward; parameters: about ``hidden · P``.
@@ -161,8 +163,9 @@ class ParetoHyperNetwork(PreferenceConditioned):
             raise PolytaskError(f"hypernetwork needs layers >= 1 and hidden >= 1, got "
                                 f"{layers}, {hidden}")
         self.target = target
-        self._names = [n for n, _ in _target_parameters(target)]
-        self._shapes = {n: tuple(p.shape) for n, p in _target_parameters(target)}
+        params = _target_parameters(target)
+        self._names = [n for n, _ in params]
+        self._shapes = {n: tuple(p.shape) for n, p in params}
         for p in target.parameters():
             p.requires_grad_(False)
         mlp: list[nn.Module] = [nn.Linear(self.k, hidden)]
@@ -170,15 +173,14 @@ class ParetoHyperNetwork(PreferenceConditioned):
             mlp += [nn.ReLU(), nn.Linear(hidden, hidden)]
         self.ray_mlp = nn.Sequential(*mlp)
         self.heads_out = nn.ModuleDict({
-            n.replace(".", "__"): nn.Linear(hidden, p.numel())
-            for n, p in _target_parameters(target)
+            n.replace(".", "__"): nn.Linear(hidden, p.numel()) for n, p in params
         })
-        self._init_like_target(target)
+        self._init_like_target(params)
 
-    def _init_like_target(self, target: nn.Module) -> None:
-        # start at the target's own initialisation scale: the head bias is the target's
-        # initial tensor and its weight small, so each generated tensor starts near it
-        for n, p in _target_parameters(target):
+    def _init_like_target(self, params: list[tuple[str, nn.Parameter]]) -> None:
+        # start at the target's own initialisation: the head bias is the target's initial
+        # tensor and its weight small, so each generated tensor starts near it
+        for n, p in params:
             head = self.heads_out[n.replace(".", "__")]
             with torch.no_grad():
                 head.bias.copy_(p.detach().reshape(-1))
