@@ -1,7 +1,15 @@
 """polytask: deep multi-task learning for PyTorch."""
 
-from . import balancing, benchmarks, data, metrics, models, tasks, training
-from . import pareto  # registers the scalarizations, pmtl and epo as balancers
+from . import (
+    balancing,
+    benchmarks,
+    data,
+    metrics,
+    models,
+    pareto,  # registers the scalarizations, pmtl and epo as balancers
+    tasks,
+    training,
+)
 from .balancing import Balancer, BalanceResult
 from .errors import PolytaskError
 from .metrics import delta_m

@@ -151,7 +151,9 @@ class ParetoRunner:
         """Train one front; (front, seconds, trainable parameters)."""
         method, options = parse_method(method_spec)
         if method not in METHODS:
-            raise PolytaskError(f"unknown Pareto method {method!r}; available: {', '.join(METHODS)}")
+            raise PolytaskError(
+                f"unknown Pareto method {method!r}; available: {', '.join(METHODS)}"
+            )
         tasks = self.benchmark.tasks()
         if len(tasks) < 2:
             raise PolytaskError(f"benchmark {self.benchmark.name!r} has one task: no front")
@@ -222,7 +224,9 @@ class ParetoRunner:
         for spec in methods:  # fail before training anything
             name, _ = parse_method(spec)
             if name not in METHODS:
-                raise PolytaskError(f"unknown Pareto method {name!r}; available: {', '.join(METHODS)}")
+                raise PolytaskError(
+                    f"unknown Pareto method {name!r}; available: {', '.join(METHODS)}"
+                )
         out = Path(self.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         fronts: list[tuple[str, int, FrontResult, float, int]] = []
@@ -264,7 +268,8 @@ class ParetoRunner:
             fid = np.concatenate([r.front.fidelity() for r in mine])
             row = {
                 "method": spec, "seeds": len(mine),
-                "hv_mean": float(hv.mean()), "hv_std": float(hv.std(ddof=1)) if len(hv) > 1 else 0.0,
+                "hv_mean": float(hv.mean()),
+                "hv_std": float(hv.std(ddof=1)) if len(hv) > 1 else 0.0,
                 "seconds_mean": float(np.mean([r.seconds for r in mine])),
                 "parameters": mine[0].parameters,
                 "rays": len(mine[0].front.prefs),
@@ -275,17 +280,17 @@ class ParetoRunner:
                 gains_ew, gains_st = [], []
                 for r in mine:
                     b = baselines[r.seed]
-                    gains_ew.append(r.hypervolume - hypervolume([b["equal_weight"]], ref, strict=False))
-                    gains_st.append(r.hypervolume - hypervolume([b["single_task"]], ref, strict=False))
+                    gains_ew.append(r.hypervolume - _point_hv(b["equal_weight"], ref))
+                    gains_st.append(r.hypervolume - _point_hv(b["single_task"], ref))
                 row["hv_gain_over_ew"] = float(np.mean(gains_ew))
                 row["hv_gain_over_single_task"] = float(np.mean(gains_st))
             rows.append(row)
         base_rows = {}
         if baselines:
             base_rows = {
-                "equal_weight_hv": float(np.mean([hypervolume([b["equal_weight"]], ref, strict=False)
+                "equal_weight_hv": float(np.mean([_point_hv(b["equal_weight"], ref)
                                                   for b in baselines.values()])),
-                "single_task_hv": float(np.mean([hypervolume([b["single_task"]], ref, strict=False)
+                "single_task_hv": float(np.mean([_point_hv(b["single_task"], ref)
                                                  for b in baselines.values()])),
                 "ew_seconds": float(np.mean([b["ew_seconds"] for b in baselines.values()])),
                 "ew_parameters": next(iter(baselines.values()))["ew_parameters"],
@@ -310,6 +315,10 @@ class ParetoRunner:
         plot_fronts([r.front for r in runs if r.seed == first], out / "front.png",
                     single_task=b.get("single_task"), equal_weight=b.get("equal_weight"),
                     ref=ref.tolist(), title=f"{self.benchmark.name}, test, seed {first}")
+
+
+def _point_hv(point: Sequence[float], ref: np.ndarray) -> float:
+    return hypervolume([point], ref, strict=False)
 
 
 def _stem(spec: str) -> str:

@@ -27,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default=None,
                    help="comma-separated: cosmos, phn (= phn-ls), phn-epo, pamal, pmtl, epo, ls, "
                    "mgda or any scalarization (tchebycheff, stch-paper, pbi, ...); options as "
-                   "name:key=value (e.g. cosmos:lamda=2); ';' between methods when a spec has commas")
+                   "name:key=value (e.g. cosmos:lamda=2); ';' between methods when a spec "
+                   "has commas")
     p.add_argument("--rays", type=int, default=None,
                    help="rays of a finite front, one model each (default 5)")
     p.add_argument("--test-rays", type=int, default=None,

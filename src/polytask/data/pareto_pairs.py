@@ -63,7 +63,9 @@ def load_pareto_pairs(
     ``subset`` keeps the first ``subset`` canvases of each split (quick runs).
     """
     if name not in PARETO_PAIRS:
-        raise ValueError(f"unknown Pareto pair benchmark {name!r}; available: {sorted(PARETO_PAIRS)}")
+        raise ValueError(
+            f"unknown Pareto pair benchmark {name!r}; available: {sorted(PARETO_PAIRS)}"
+        )
     root = resolve_data_dir(data_dir)
     left_src, right_src = PARETO_PAIRS[name]
     sources = {"mnist": _mnist_bytes, "fashion": _fashion_bytes}

@@ -26,8 +26,13 @@ from ..balancing.aggregation._common import to_weights
 from ..balancing.aggregation._solvers import gramian_to_numpy, min_norm_weights
 from ..balancing.base import GradientAggregator
 from ..errors import PolytaskError
-from .preferences import PreferenceError, PreferenceLike, check_preference, check_rays
-from .preferences import loss_direction
+from .preferences import (
+    PreferenceError,
+    PreferenceLike,
+    check_preference,
+    check_rays,
+    loss_direction,
+)
 
 
 @register("pmtl")

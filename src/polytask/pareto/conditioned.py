@@ -39,7 +39,8 @@ class PreferenceConditioned(MultiTaskModel):
                  seed: int = 0) -> None:
         if not isinstance(target, MultiTaskModel):
             raise PolytaskError(
-                f"a preference-conditioned model wraps a MultiTaskModel, got {type(target).__name__}"
+                "a preference-conditioned model wraps a MultiTaskModel, got "
+                f"{type(target).__name__}"
             )
         super().__init__(getattr(target, "tasks", None))
         if not self.task_names:

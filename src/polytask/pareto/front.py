@@ -92,8 +92,10 @@ class FrontResult:
         out = []
         for i in range(len(self.prefs)):
             row: dict[str, Any] = {"method": self.method, "split": self.split, "ray": i}
-            row.update({f"pref/{t}": float(self.prefs[i, j]) for j, t in enumerate(self.task_names)})
-            row.update({f"loss/{t}": float(self.losses[i, j]) for j, t in enumerate(self.task_names)})
+            for j, t in enumerate(self.task_names):
+                row[f"pref/{t}"] = float(self.prefs[i, j])
+            for j, t in enumerate(self.task_names):
+                row[f"loss/{t}"] = float(self.losses[i, j])
             for task, ms in self.metrics[i].items():
                 row.update({f"{task}/{m}": float(v) for m, v in ms.items() if m != "loss"})
             row["fidelity_deg"] = float(np.degrees(fid[i])) if not math.isnan(fid[i]) else math.nan
