@@ -34,3 +34,16 @@ def test_pareto_cli_bad_input(tmp_path, capsys, argv, match):
     rc = main(["pareto", "multidigits", "--epochs", "1", "--out", str(tmp_path), *argv])
     assert rc == 2
     assert match in capsys.readouterr().err
+
+
+def test_pareto_configs_parse():
+    from pathlib import Path
+
+    from polytask.cli import build_parser
+    from polytask.cli.pareto_cmd import _apply_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    for name in ("pareto-multimnist-paper.yaml", "pareto-multimnist-cpu.yaml"):
+        args = build_parser().parse_args(["pareto", "--config", str(root / name)])
+        _apply_config(args)
+        assert args.name == "pareto-multimnist" and "cosmos" in args.method
