@@ -123,3 +123,13 @@ def test_preference_from_model_feeds_the_model_preference_to_the_balancer():
     assert all("target" not in k for k in state)
     with pytest.raises(Exception, match="takes no preference"):
         PreferenceFromModel(balancing.get("ew"))
+
+
+def test_phn_with_a_one_element_tensor_is_finite():
+    from polytask import Binary
+
+    tasks = {"a": Binary("a"), "b": Binary("b")}
+    target = HardSharing(nn.Sequential(nn.Flatten(), nn.Linear(8, 4)), tasks,
+                         encoder_out_features=4)
+    m = ParetoHyperNetwork(target, hidden=8)
+    assert all(torch.isfinite(w).all() for w in m.generate(torch.tensor([0.5, 0.5])).values())

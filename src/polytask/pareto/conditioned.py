@@ -185,7 +185,8 @@ class ParetoHyperNetwork(PreferenceConditioned):
             head = self.heads_out[n.replace(".", "__")]
             with torch.no_grad():
                 head.bias.copy_(p.detach().reshape(-1))
-                head.weight.mul_(0.1 * float(p.detach().std().clamp_min(1e-3)))
+                spread = p.detach().float().std(correction=0) if p.numel() > 1 else p.abs()
+                head.weight.mul_(0.1 * float(spread.clamp_min(1e-3)))
 
     def generate(self, pref: Tensor) -> dict[str, Tensor]:
         """The target's weights at ``pref``, by name."""
