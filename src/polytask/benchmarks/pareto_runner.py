@@ -105,6 +105,9 @@ class ParetoRunner:
             ``options["pareto_ref"]``, else the nadir policy over every front of the run
             (+10% of the range), printed and saved.
         train_subset, test_subset: keep the first N samples (quick runs).
+        reuse: reuse fronts and baselines already in ``out_dir`` for the same settings
+            (an interrupted run resumes; seeds or methods may run in separate processes
+            sharing ``out_dir``, then one run over all of them writes the summary).
     """
 
     benchmark: Benchmark
@@ -120,6 +123,7 @@ class ParetoRunner:
     train_subset: int | None = None
     test_subset: int | None = None
     progress: bool = False
+    reuse: bool = True
     log: Callable[[str], None] = print
     _data: BenchmarkData | None = field(default=None, repr=False)
 
@@ -232,14 +236,22 @@ class ParetoRunner:
         fronts: list[tuple[str, int, FrontResult, float, int]] = []
         for seed in seeds:
             for spec in methods:
-                front, seconds, n_params = self.train_front(spec, seed)
-                result = self._evaluate(spec, front)
-                result.info.update({"seed": seed, "seconds": seconds, "parameters": n_params,
-                                    "settings": self._settings(), "benchmark": self.benchmark.name})
-                write_front(result, out / "fronts", f"{_stem(spec)}_seed{seed}")
+                result = self._cached_front(spec, seed)
+                reused = result is not None
+                if result is None:
+                    front, seconds, n_params = self.train_front(spec, seed)
+                    result = self._evaluate(spec, front)
+                    result.info.update({
+                        "seed": seed, "seconds": seconds, "parameters": n_params,
+                        "settings": self._settings(), "benchmark": self.benchmark.name,
+                        "train_subset": self.train_subset, "test_subset": self.test_subset,
+                    })
+                    write_front(result, out / "fronts", f"{_stem(spec)}_seed{seed}")
+                seconds, n_params = result.info["seconds"], result.info["parameters"]
                 fronts.append((spec, seed, result, seconds, n_params))
-                self.log(f"  {spec} seed {seed}: trained in {seconds:.1f}s, {n_params} parameters")
-        baselines = {seed: self.baseline_points(seed) for seed in seeds} if conflict else {}
+                self.log(f"  {spec} seed {seed}: trained in {seconds:.1f}s, {n_params} parameters"
+                         + (" (reused)" if reused else ""))
+        baselines = {seed: self._cached_baselines(seed) for seed in seeds} if conflict else {}
         ref = self._reference([f[2] for f in fronts], baselines)
         runs = []
         for spec, seed, result, seconds, n_params in fronts:
@@ -248,6 +260,36 @@ class ParetoRunner:
         summary = self._summary(runs, baselines, ref)
         self._write(summary, runs, baselines, ref, out)
         return summary
+
+    def _same_run(self, info: dict[str, Any]) -> bool:
+        return (info.get("settings") == self._settings()
+                and info.get("train_subset") == self.train_subset
+                and info.get("test_subset") == self.test_subset)
+
+    def _cached_front(self, spec: str, seed: int) -> FrontResult | None:
+        """A front this out_dir already holds for the same settings (``reuse``), so that an
+        interrupted run resumes and seeds can run in separate processes."""
+        path = Path(self.out_dir) / "fronts" / f"{_stem(spec)}_seed{seed}.json"
+        if not self.reuse or not path.exists():
+            return None
+        result = FrontResult.from_json(json.loads(path.read_text()))
+        method, _ = parse_method(spec)
+        rays = self.n_test_rays if method in CONDITIONED_METHODS else self.rays
+        if not self._same_run(result.info) or len(result.prefs) != rays:
+            return None
+        return result
+
+    def _cached_baselines(self, seed: int) -> dict[str, Any]:
+        path = Path(self.out_dir) / "baselines" / f"seed{seed}.json"
+        if self.reuse and path.exists():
+            saved = json.loads(path.read_text())
+            if self._same_run(saved):
+                return saved["points"]
+        points = self.baseline_points(seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"settings": self._settings(), "train_subset": self.train_subset,
+                                    "test_subset": self.test_subset, "points": points}, indent=2))
+        return points
 
     def _reference(self, results: list[FrontResult], baselines: dict) -> np.ndarray:
         if self.ref is not None:

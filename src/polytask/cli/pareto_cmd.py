@@ -50,6 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--progress", action="store_true", help="show progress bars")
+    p.add_argument("--fresh", action="store_true",
+                   help="retrain everything (by default fronts already in --out with the same "
+                   "settings are reused)")
     p.set_defaults(func=run)
 
 
@@ -120,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         benchmark, out_dir=out, data_dir=args.data_dir, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, device=args.device, rays=args.rays,
         n_test_rays=args.test_rays, ref=ref, train_subset=args.train_subset,
-        test_subset=args.test_subset, progress=args.progress,
+        test_subset=args.test_subset, progress=args.progress, reuse=not args.fresh,
     )
     print(f"{benchmark.name}: {benchmark.description}")
     print(f"methods {methods}, seeds {args.seeds}, out {out}")
