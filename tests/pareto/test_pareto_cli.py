@@ -12,8 +12,8 @@ def test_pareto_cli_writes_front_files(tmp_path, capsys):
     pytest.importorskip("scipy")
     out = tmp_path / "out"
     rc = main(["pareto", "multidigits", "--method", "ls,pmtl,phn-epo", "--rays", "2",
-               "--test-rays", "3", "--epochs", "1", "--train-subset", "128",
-               "--test-subset", "64", "--out", str(out), "--ref", "3,3", "--conflict"])
+               "--test-rays", "3", "--epochs", "1", "--train-subset", "64",
+               "--test-subset", "32", "--out", str(out), "--ref", "3,3", "--conflict"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "test hypervolume" in text and "phn-epo" in text
@@ -23,6 +23,16 @@ def test_pareto_cli_writes_front_files(tmp_path, capsys):
     assert all(r["hv_mean"] > 0 for r in summary["methods"])
     assert "hv_gain_over_single_task" in summary["methods"][0]
     assert (out / "front.png").exists() and (out / "fronts" / "pmtl_seed0.csv").exists()
+    # a second run with the same settings reuses every front and baseline
+    rc = main(["pareto", "multidigits", "--method", "ls,pmtl", "--rays", "2",
+               "--test-rays", "3", "--epochs", "1", "--train-subset", "64",
+               "--test-subset", "32", "--out", str(out), "--ref", "3,3", "--conflict"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert text.count("(reused)") == 2
+    again = json.loads((out / "summary.json").read_text())
+    assert {r["method"]: r["hv_mean"] for r in again["methods"]} == {
+        r["method"]: r["hv_mean"] for r in summary["methods"] if r["method"] != "phn-epo"}
 
 
 @pytest.mark.parametrize(
