@@ -163,7 +163,7 @@ class ParetoRunner:
             raise PolytaskError(f"benchmark {self.benchmark.name!r} has one task: no front")
         s = self._settings()
         lr = float(options.pop("lr", s["lr"]))
-        model_keys = {"hidden", "layers", "alpha"}
+        model_keys = {"hidden", "layers", "alpha", "embed_init"}
         model_options = {k: options.pop(k) for k in list(options) if k in model_keys}
         train = _loader(self.data.train, s["batch_size"], True)
         make = self._make_model(tasks)

@@ -88,7 +88,11 @@ class COSMOS(PreferenceConditioned):
     Dirichlet(1.2) preferences on MultiMNIST in the authors' ``settings.py``).
 
     How the preference enters: ``x + E p`` with ``E`` a learned linear map from the K
-    preferences to the input's shape (zero at start), so any encoder works unchanged.
+    preferences to the input's shape, so any encoder works unchanged. ``E`` starts at
+    PyTorch's default initialisation, so the preference matters from the first step as
+    with the code's randomly initialised extra channels (``embed_init="zeros"``: the
+    model starts exactly as its target; on multidigits, 15 epochs, one seed, it gave
+    hypervolume 1.126 against 1.168 for the default).
     The authors' code concatenates the preferences to the input instead (as K extra
     channels produced by a small transposed CNN for images, widening the first layer);
     both make the first layer's pre-activations a learned function of ``p``. polytask
@@ -99,15 +103,20 @@ class COSMOS(PreferenceConditioned):
     """
 
     def __init__(self, target: MultiTaskModel, input_shape: Sequence[int],
-                 alpha: float | Sequence[float] = 1.2, seed: int = 0) -> None:
+                 alpha: float | Sequence[float] = 1.2, seed: int = 0,
+                 embed_init: str = "default") -> None:
         super().__init__(target, alpha, seed)
+        if embed_init not in ("zeros", "default"):
+            raise PolytaskError(f"COSMOS embed_init must be 'zeros' or 'default', got "
+                                f"{embed_init!r}")
         self.target = target
         self.input_shape = tuple(int(s) for s in input_shape)
         numel = 1
         for s in self.input_shape:
             numel *= s
         self.embed = nn.Linear(self.k, numel, bias=False)
-        nn.init.zeros_(self.embed.weight)
+        if embed_init == "zeros":
+            nn.init.zeros_(self.embed.weight)
 
     def conditioned_forward(self, x: Tensor, pref: Tensor) -> dict[str, Tensor]:
         if tuple(x.shape[1:]) != self.input_shape:
