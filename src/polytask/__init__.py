@@ -1,6 +1,16 @@
 """polytask: deep multi-task learning for PyTorch."""
 
-from . import balancing, benchmarks, data, metrics, models, relations, tasks, training
+from . import (
+    balancing,
+    benchmarks,
+    data,
+    metrics,
+    models,
+    pareto,  # registers the scalarizations, pmtl and epo as balancers
+    relations,
+    tasks,
+    training,
+)
 from .balancing import Balancer, BalanceResult
 from .errors import PolytaskError
 from .metrics import delta_m
@@ -30,6 +40,7 @@ __all__ = [
     "delta_m",
     "metrics",
     "models",
+    "pareto",
     "relations",
     "tasks",
     "training",

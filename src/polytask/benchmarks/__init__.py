@@ -4,7 +4,7 @@
 :class:`BenchmarkRunner` trains methods and architectures on it and reports Δm.
 """
 
-from . import census_income, dense, moleculeace, multimnist, yeast  # noqa: F401  (importing registers them)
+from . import census_income, dense, moleculeace, multimnist, pareto_pairs, yeast  # noqa: F401  (importing registers them)
 from .base import Benchmark, BenchmarkData, Split, available, get, register
 from .grouping import GroupingResult, GroupingStudy, format_rows, random_partition
 from .runner import (

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ..errors import PolytaskError
 
-COMMANDS = ("bench", "list", "data", "plot", "toy", "affinity", "group")
+COMMANDS = ("bench", "list", "data", "plot", "toy", "affinity", "group", "pareto")
 
 
 def build_parser() -> argparse.ArgumentParser:

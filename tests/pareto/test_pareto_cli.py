@@ -1,0 +1,59 @@
+"""``polytask pareto`` end to end on the bundled digits, and its bad-input errors."""
+
+import json
+
+import pytest
+
+from polytask.cli import main
+
+
+def test_pareto_cli_writes_front_files(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("scipy")
+    out = tmp_path / "out"
+    rc = main(["pareto", "multidigits", "--method", "ls,pmtl,phn-epo", "--rays", "2",
+               "--test-rays", "3", "--epochs", "1", "--train-subset", "64",
+               "--test-subset", "32", "--out", str(out), "--ref", "3,3", "--conflict"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "test hypervolume" in text and "phn-epo" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reference_point"] == [3.0, 3.0]
+    assert {r["method"] for r in summary["methods"]} == {"ls", "pmtl", "phn-epo"}
+    assert all(r["hv_mean"] > 0 for r in summary["methods"])
+    assert "hv_gain_over_single_task" in summary["methods"][0]
+    assert (out / "front.png").exists() and (out / "fronts" / "pmtl_seed0.csv").exists()
+    # a second run with the same settings reuses every front and baseline
+    rc = main(["pareto", "multidigits", "--method", "ls,pmtl", "--rays", "2",
+               "--test-rays", "3", "--epochs", "1", "--train-subset", "64",
+               "--test-subset", "32", "--out", str(out), "--ref", "3,3", "--conflict"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert text.count("(reused)") == 2
+    again = json.loads((out / "summary.json").read_text())
+    assert {r["method"]: r["hv_mean"] for r in again["methods"]} == {
+        r["method"]: r["hv_mean"] for r in summary["methods"] if r["method"] != "phn-epo"}
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [(["--ref", "2,2,2"], "3 values for the 2 tasks"), (["--method", "nope"], "unknown Pareto"),
+     (["--rays", "0"], "must be >= 1")],
+)
+def test_pareto_cli_bad_input(tmp_path, capsys, argv, match):
+    rc = main(["pareto", "multidigits", "--epochs", "1", "--out", str(tmp_path), *argv])
+    assert rc == 2
+    assert match in capsys.readouterr().err
+
+
+def test_pareto_configs_parse():
+    from pathlib import Path
+
+    from polytask.cli import build_parser
+    from polytask.cli.pareto_cmd import _apply_config
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    for name in ("pareto-multimnist-paper.yaml", "pareto-multimnist-cpu.yaml"):
+        args = build_parser().parse_args(["pareto", "--config", str(root / name)])
+        _apply_config(args)
+        assert args.name == "pareto-multimnist" and "cosmos" in args.method
