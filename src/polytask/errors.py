@@ -31,3 +31,18 @@ class UnknownNameError(PolytaskError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class InvalidParameterError(PolytaskError, ValueError):
+    """A setting of a method, architecture, Trainer or command has a wrong name or value.
+
+    The message names the owner (method, architecture, option), the setting, the value
+    given and what is expected (or the list of valid settings).
+    """
+
+
+class CheckpointError(PolytaskError, OSError):
+    """A checkpoint or run directory cannot be read or would be overwritten.
+
+    The message names the file or directory at fault.
+    """

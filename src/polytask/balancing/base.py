@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from .. import params
 from ..errors import NonFiniteLossError, PolytaskError
 from . import engine
 
@@ -79,6 +80,14 @@ class Balancer(nn.Module):
 
     #: whether ``backward`` needs ``shared_params``
     needs_shared_params: ClassVar[bool] = False
+    #: constraints of the constructor's settings (:mod:`polytask.params`), merged
+    #: along the class hierarchy and checked on construction
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Check every construction's settings against the class's declared table."""
+        super().__init_subclass__(**kwargs)
+        params.validate_on_init(cls)
 
     def __init__(self) -> None:
         super().__init__()
@@ -261,6 +270,13 @@ class GradientAggregator(Balancer):
 
     needs_shared_params = True
     gramian_based: ClassVar[bool] = False
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "path": [params.Options(PATHS)],
+        "strategy": [params.Options(engine.STRATEGIES)],
+        "chunk_size": [None, params.Interval(params.Integral, 1, None)],
+        "max_block_numel": [None, params.Interval(params.Integral, 1, None)],
+        "jacobian_memory_limit": [params.Interval(params.Integral, 0, None)],
+    }
 
     def __init__(
         self,

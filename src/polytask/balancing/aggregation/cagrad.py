@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor
 
+from ... import params
 from ..base import GradientAggregator
 from ..registry import register
 from ._common import to_weights
@@ -77,6 +78,12 @@ class CAGrad(GradientAggregator):
     projected on the simplex. Degenerate inputs: a zero mean gradient gives the zero
     update; a zero ``g_w`` (Pareto-stationary) gives the mean.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "c": [params.Interval(params.Real, 0, None)],
+        "rescale": [params.Options((0, 1, 2))],
+        "max_iter": [params.Interval(params.Integral, 1, None)],
+    }
 
     gramian_based = True
 

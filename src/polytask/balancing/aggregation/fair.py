@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ... import params
 from ..base import BalanceContext, GradientAggregator
 from ..registry import register
 from ._common import to_weights
@@ -98,6 +99,13 @@ class NashMTL(_FairBase):
     ``extras["pareto_stationary"] = 1``; any other solver failure warns.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "update_weights_every": [params.Interval(params.Integral, 1, None)],
+        "max_norm": [params.Interval(params.Real, 0, None)],
+        "normalize": ["boolean"],
+        "max_iter": [params.Interval(params.Integral, 1, None)],
+    }
+
     _name = "Nash-MTL"
 
     def __init__(self, update_weights_every: int = 1, max_norm: float = 1.0,
@@ -151,6 +159,12 @@ class FairGrad(_FairBase):
     Extra cost per step: the Jacobian or Gramian plus ~5-20 Newton steps of O(K³).
     Degenerate inputs: as :class:`NashMTL`.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "alpha": [params.Interval(params.Real, 0, None, closed="neither")],
+        "max_norm": [params.Interval(params.Real, 0, None)],
+        "max_iter": [params.Interval(params.Integral, 1, None)],
+    }
 
     _name = "FairGrad"
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from ... import params
 from ..base import GradientAggregator
 from ..registry import register
 
@@ -34,6 +35,10 @@ class GradDrop(GradientAggregator):
     purity is ½ and nothing passes (the sum is zero anyway); exactly opposite
     gradients keep one sign at random.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "leak": [params.Interval(params.Real, 0, 1)],
+    }
 
     def __init__(self, leak: float = 0.0, path: str = "representation",
                  **engine_options: Any) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor
 
+from ... import params
 from ..base import GradientAggregator
 from ..registry import register
 from ._common import to_weights
@@ -40,6 +41,14 @@ class MGDA(GradientAggregator):
     Degenerate inputs: zero gradients give the zero update (a zero row is its own
     min-norm point); identical rows share weight; exactly opposite rows give zero.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "solver": [params.Options(("auto", "exact", "frank-wolfe"))],
+        "normalization": [params.Options(NORMALIZATIONS)],
+        "exact_max_tasks": [params.Interval(params.Integral, 1, None)],
+        "max_iter": [params.Interval(params.Integral, 1, None)],
+        "tol": [params.Interval(params.Real, 0, None, closed="neither")],
+    }
 
     gramian_based = True
 

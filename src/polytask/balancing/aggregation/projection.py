@@ -10,12 +10,13 @@ update is ``(Σ_i c_i)ᵀ J``: a weighted sum of the task gradients.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ... import params
 from ..base import GradientAggregator
 from ..registry import register
 from ._common import resize_buffers_on_load, seeded_rng, task_order, to_weights
@@ -41,6 +42,10 @@ class PCGrad(GradientAggregator):
     identical rows do not conflict (the update is their sum); exactly opposite rows
     cancel each other to the zero update.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "seed": [None, params.Integral],
+    }
 
     gramian_based = True
 
@@ -90,6 +95,11 @@ class GradVac(GradientAggregator):
     K×K matrix. Degenerate inputs: pairs where a gradient is zero are skipped (their
     target is not updated); targets are kept in [−1+1e-6, 1−1e-6].
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "beta": [params.Interval(params.Real, 0, 1)],
+        "seed": [None, params.Integral],
+    }
 
     gramian_based = True
 

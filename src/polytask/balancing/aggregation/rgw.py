@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from ... import params
 from ..base import BalanceContext, GradientAggregator
 from ..registry import register
 
@@ -28,6 +29,10 @@ class RGW(GradientAggregator):
     Degenerate inputs: the update is a convex combination of the rows, finite
     whenever they are.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "distribution": [params.Options(DISTRIBUTIONS)],
+    }
 
     gramian_based = True
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor
 
+from ... import params
 from ..base import GradientAggregator
 from ..registry import register
 from ._common import to_weights
@@ -39,6 +40,10 @@ class UPGrad(GradientAggregator):
     gradients give the zero update; exactly opposite gradients give zero.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "preferences": [None, params.PerTask(params.Interval(params.Real, 0, None))],
+    }
+
     gramian_based = True
 
     def __init__(self, preferences: list[float] | None = None, **engine_options: Any) -> None:
@@ -63,6 +68,10 @@ class DualProj(GradientAggregator):
     with any task. Extra cost per step: the Jacobian or Gramian plus one NNLS solve of
     size K. Degenerate inputs: as :class:`UPGrad`.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "preferences": [None, params.PerTask(params.Interval(params.Real, 0, None))],
+    }
 
     gramian_based = True
 

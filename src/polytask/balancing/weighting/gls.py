@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor
 
+from ... import params
 from ..base import BalanceContext, LossWeighting
 from ..registry import register
 
@@ -21,6 +24,10 @@ class GeometricLossStrategy(LossWeighting):
 
     Extra cost per step: none. ``eps`` keeps the logarithm finite at a zero loss.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "eps": [params.Interval(params.Real, 0, None)],
+    }
 
     def __init__(self, eps: float = 1e-12) -> None:
         super().__init__()

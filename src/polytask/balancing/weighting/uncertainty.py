@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ... import params
 from ...errors import PolytaskError
 from ..base import BalanceContext
 from ..registry import register
@@ -47,6 +48,11 @@ class UncertaintyWeighting(StatefulWeighting):
         init: initial log-variance (0: every σ² = 1).
         lr: internal optimizer learning rate; None = the user's optimizer steps them.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "forms": [None, params.Options(FORMS), Mapping],
+        "init": [float],
+    }
 
     _has_parameters = True
 
