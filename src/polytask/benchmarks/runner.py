@@ -274,6 +274,7 @@ class BenchmarkRunner:
             _loader(_select(data.train, tasks), settings["batch_size"], True),
             settings["epochs"],
             val_loader=_loader(_select(data.val, tasks), 4096, False),
+            overwrite=True,  # the runner decides reuse itself (settings in result.json)
         )
         seconds = time.perf_counter() - start
         trainer.load_best()

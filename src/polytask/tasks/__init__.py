@@ -1,7 +1,7 @@
 """Task specs: ``Regression``, ``Binary``, ``Multiclass``, ``MultiLabel``, ``Custom``."""
 
 from .base import MISSING_CLASS, Binary, Custom, Multiclass, MultiLabel, Regression, Task
-from .collection import as_task_dict
+from .collection import as_task_dict, check_batch_keys, compute_losses
 from .reconstruction import Reconstruction, add_input_target
 
 __all__ = [
@@ -15,4 +15,6 @@ __all__ = [
     "Task",
     "add_input_target",
     "as_task_dict",
+    "check_batch_keys",
+    "compute_losses",
 ]
