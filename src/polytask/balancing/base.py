@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from .. import params
 from ..errors import NonFiniteLossError, PolytaskError
-from . import engine
+from . import engine, protocol
 
 
 @dataclass
@@ -106,11 +106,14 @@ class Balancer(nn.Module):
         losses (e.g. Auto-Lambda's lookahead) override it. The default does nothing."""
         return self
 
-    def on_epoch_end(self, epoch: int, train_losses: Mapping[str, float]) -> None:
-        """Called by the Trainer after each epoch with the epoch's mean train losses.
+    def on_epoch_end(
+        self, epoch: int | None = None, train_losses: Mapping[str, float] | None = None
+    ) -> None:
+        """Called after each epoch (the Trainer passes the epoch's mean train losses).
 
-        Methods that update once per epoch (e.g. DWA) override it; in a plain loop,
-        call it yourself at the end of each epoch.
+        Methods that update once per epoch (e.g. DWA, STCH's warm-up) override it and
+        use the losses they saw in ``backward``; in a plain loop, call
+        ``balancer.on_epoch_end(epoch)`` at the end of each epoch, for every method.
         """
 
     def get_extra_state(self) -> dict:
@@ -159,6 +162,7 @@ class Balancer(nn.Module):
                 for methods run on representation gradients.
         """
         ctx = self._context(losses, shared_params, task_params, representation)
+        protocol.check_step(self, ctx)  # a plain loop's mistakes, at the first steps
         result = self._backward(ctx)
         self.step += 1
         return result

@@ -110,7 +110,9 @@ class Regularized(Balancer):
     def extra_parameters(self) -> list[nn.Parameter]:
         return self.inner.extra_parameters()
 
-    def on_epoch_end(self, epoch: int, train_losses: Mapping[str, float]) -> None:
+    def on_epoch_end(
+        self, epoch: int | None = None, train_losses: Mapping[str, float] | None = None
+    ) -> None:
         self.inner.on_epoch_end(epoch, train_losses)
 
     def prepare(self, task_names: Sequence[str]) -> None:
