@@ -288,23 +288,23 @@ def _check_value(label: str, key: str, value: Any, constraints: Sequence[Any]) -
 def check_call(owner: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
     """Check a constructor call ``owner(*args, **kwargs)`` (positional ones bound by
     name first); used by classes that validate on construction."""
-    if args:
-        init = _init_of(owner)
-        try:
-            bound = inspect.signature(init).bind_partial(None, *args, **kwargs)
-        except TypeError as error:
-            raise InvalidParameterError(f"{owner_label(owner)}: {error}") from None
-        merged: dict[str, Any] = {}
-        for name, value in bound.arguments.items():
-            param = inspect.signature(init).parameters[name]
-            if name == "self" or param.kind is param.VAR_POSITIONAL:
-                continue
-            if param.kind is param.VAR_KEYWORD:
-                merged.update(value)
-            else:
-                merged[name] = value
-        kwargs = merged
-    check_settings(owner, kwargs)
+    check_settings(owner, kwargs)  # names first: a misspelt keyword lists the valid ones
+    if not args:
+        return
+    init = _init_of(owner)
+    signature = inspect.signature(init)
+    try:
+        bound = signature.bind_partial(None, *args, **kwargs)
+    except TypeError as error:
+        raise InvalidParameterError(f"{owner_label(owner)}: {error}") from None
+    named: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        param = signature.parameters[name]
+        if param.kind is param.VAR_POSITIONAL or name == next(iter(signature.parameters)):
+            continue
+        if param.kind is not param.VAR_KEYWORD:
+            named[name] = value
+    check_settings(owner, {k: v for k, v in named.items() if k not in kwargs})
 
 
 # -- the one "number per task" parser -------------------------------------------------
