@@ -307,6 +307,30 @@ def check_call(owner: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> No
     check_settings(owner, {k: v for k, v in named.items() if k not in kwargs})
 
 
+def check_task_settings(
+    owner: Any, settings: Mapping[str, Any], task_names: Sequence[str], label: str | None = None
+) -> None:
+    """Check the settings declared :class:`PerTask` against the task names: a mapping
+    names only known tasks, a sequence has one value per task (and, for an open
+    ``**kwargs`` declared per task, every key is a task)."""
+    label = label or owner_label(owner)
+    names, open_kw = settings_of(owner)
+    table = constraints_of(owner)
+    for key, value in settings.items():
+        constraint = table.get(key) if key in names else table.get(f"**{open_kw}")
+        per = [c for c in (constraint or []) if isinstance(c, PerTask)]
+        if not per or value is None:
+            continue
+        if key in names:
+            per_task(value, task_names, what=f"{label}: setting {key!r}", default=1.0,
+                     each=per[0].each)
+        elif key not in task_names:
+            raise InvalidParameterError(
+                f"{label}: {key!r} is no task (a {{task: value}} keyword); tasks are "
+                f"{list(task_names)}"
+            )
+
+
 # -- the one "number per task" parser -------------------------------------------------
 def per_task(
     value: Mapping[str, Any] | Sequence[Any] | float | None,
