@@ -15,9 +15,11 @@ from tqdm.auto import tqdm
 
 from ..balancing import Balancer
 from ..balancing import get as get_balancer
+from ..balancing import method_class
 from ..balancing.penalty import attach as attach_penalty
 from ..errors import CheckpointError, PolytaskError
 from ..models import MultiTaskModel
+from ..params import check_task_settings, parse_spec
 from ..tasks import Task, as_task_dict
 from .batches import check_targets, split_batch, to_device
 from .callbacks import Callback, CSVLogger, TensorBoardLogger, tensorboard_available
@@ -93,7 +95,12 @@ class Trainer:
             device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
         )
         self.model = model.to(self.device)
-        self.balancer = get_balancer(balancer) if isinstance(balancer, str) else balancer
+        if isinstance(balancer, str):  # a name or "name:key=value" spec, as on the CLI
+            name, settings = parse_spec(balancer)
+            check_task_settings(method_class(name), settings, self.task_names,
+                                f"method {balancer!r}")
+            balancer = get_balancer(name, **settings)
+        self.balancer = balancer
         self.balancer = attach_penalty(self.balancer, model)  # architecture penalties, if any
         self.balancer.to(self.device)
         if shared_params is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -16,6 +17,19 @@ from ._common import StatefulWeighting
 
 FORMS = ("regression", "classification")
 _REGRESSION_KINDS = ("regression", "dense_regression", "reconstruction")
+
+
+def _unknown_form(name: str) -> str:
+    """The regression form, loudly: with task names only, UW cannot tell a
+    classification task (whose form differs) from a regression one."""
+    warnings.warn(
+        f"UW: the kind of task {name!r} is unknown (a task name, not a Task object, and "
+        "no forms=): using the regression form. Give the Task objects (tasks=..., or "
+        "balancer.attach(tasks=...), as the Trainer does) or forms={task: form}.",
+        RuntimeWarning,
+        stacklevel=5,
+    )
+    return "regression"
 
 
 @register("uw")
@@ -96,7 +110,7 @@ class UncertaintyWeighting(StatefulWeighting):
             elif isinstance(given, Mapping) and name in given:
                 form = given[name]
             else:
-                form = self._inferred.get(name, "regression")
+                form = self._inferred.get(name) or _unknown_form(name)
             if form not in FORMS:
                 raise PolytaskError(f"task {name!r}: unknown UW form {form!r}; choose from {FORMS}")
             result.append(form)
