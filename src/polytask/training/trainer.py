@@ -13,9 +13,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..balancing import Balancer
+from ..balancing import Balancer, method_class
 from ..balancing import get as get_balancer
-from ..balancing import method_class
 from ..balancing.penalty import attach as attach_penalty
 from ..errors import CheckpointError, PolytaskError
 from ..models import MultiTaskModel
