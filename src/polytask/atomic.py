@@ -30,9 +30,7 @@ def write_atomic(path: str | Path, write: Callable[[IO[Any]], None], binary: boo
     tmp = temp_sibling(path)
     try:
         with open(tmp, "xb" if binary else "x", **({} if binary else {"newline": ""})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+            write(f)  # no fsync: atomic against crashes and other processes, and fast
         os.replace(tmp, path)
     except BaseException as error:
         tmp.unlink(missing_ok=True)
