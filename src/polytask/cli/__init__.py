@@ -42,7 +42,8 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         default = action.default
         if (
             "%(default)" not in text and "default" not in text
-            and default not in (None, False, argparse.SUPPRESS) and action.option_strings
+            and default is not None and default is not False
+            and default != argparse.SUPPRESS and action.option_strings
         ):
             text += " (default: %(default)s)"
         return text
