@@ -24,6 +24,14 @@ Writes a Markdown table to ``docs/benchmarks/aggregators.md`` and the raw rows t
 
     python scripts/bench_aggregators.py                      # everything, 1 thread
     python scripts/bench_aggregators.py --threads 2 --tasks 10 --models mlp
+
+``--versus-peers`` instead times each combination rule alone, ``aggregate(J)`` on a
+K×P float32 Jacobian (default 10 × 100,000, one thread), against the same rule in
+the peer libraries that are installed (torchjd; optional, never required), as the
+ratio polytask / fastest peer within one run, and writes
+``docs/benchmarks/aggregator_rules.md``::
+
+    python scripts/bench_aggregators.py --versus-peers --tasks 10 --params 100000
 """
 
 from __future__ import annotations
@@ -198,6 +206,83 @@ def rule_times(ks, repeats: int = 30) -> dict[tuple[str, int], float]:
     return out
 
 
+# polytask method -> torchjd aggregator factory (the same rule, default settings)
+TORCHJD = {
+    "mgda": "MGDA()", "upgrad": "UPGrad()", "dualproj": "DualProj()", "pcgrad": "PCGrad()",
+    "imtl-g": "IMTLG()", "graddrop": "GradDrop()", "aligned-mtl": "AlignedMTL()",
+    "config": "ConFIG()", "rgw": "Random()", "gradvac": "GradVac()", "cagrad": "CAGrad(c=0.4)",
+    "nash-mtl": "NashMTL(n_tasks={k})", "fairgrad": "FairGrad()",
+}
+
+
+def _best_time(call, repeats: int) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        call()
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            call()
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def peer_times(k: int, p: int, repeats: int) -> list[dict]:
+    """Milliseconds of ``aggregate(J)`` per rule, polytask and installed peers."""
+    gen = torch.Generator().manual_seed(k)
+    j = torch.randn(k, p, generator=gen)
+    j[1] = -0.8 * j[0] + 0.3 * j[1]
+    try:
+        import torchjd.aggregation as tjd
+    except ImportError:
+        tjd = None
+    rows = []
+    for name in sorted(n for n in B.available() if isinstance(B.method_class(n), type)
+                       and issubclass(B.method_class(n), B.GradientAggregator)):
+        options = {"path": "jacobian"}
+        if B.method_class(name).random:
+            options["seed"] = 0
+        m = B.get(name, **options)
+        if m.path == "representation":
+            continue
+        row = {"method": name, "tasks": k, "params": p,
+               "polytask_ms": _best_time(lambda m=m: m.aggregate(j), repeats) * 1e3}
+        if tjd is not None and name in TORCHJD:
+            try:
+                agg = eval("tjd." + TORCHJD[name].format(k=k))  # noqa: S307 - fixed table
+                row["torchjd_ms"] = _best_time(lambda agg=agg: agg(j), repeats) * 1e3
+            except Exception as error:  # a peer's optional dependency is missing
+                print(f"torchjd {name}: {error}", file=sys.stderr)
+        peers = [v for key, v in row.items() if key.endswith("_ms") and key != "polytask_ms"]
+        row["ratio"] = row["polytask_ms"] / min(peers) if peers else float("nan")
+        rows.append(row)
+        print(f"K={k} P={p} {name:12s} polytask {row['polytask_ms']:8.2f} ms  "
+              f"torchjd {row.get('torchjd_ms', float('nan')):8.2f} ms  "
+              f"ratio {row['ratio']:5.2f}", flush=True)
+    return rows
+
+
+def peers_markdown(rows, args) -> str:
+    lines = [
+        "# Combination rules alone: polytask against peer libraries",
+        "",
+        "Written by `scripts/bench_aggregators.py --versus-peers` (do not edit by hand).",
+        f"Best of {args.repeats} calls of `aggregate(J)` on a K×P float32 Jacobian, "
+        f"{args.threads} thread(s), {device_name(torch.device('cpu'))}, torch "
+        f"{torch.__version__}; ratio = polytask / fastest installed peer (below 1: faster).",
+        "Peers: torchjd (optional; not installed: no column). The rules are the same",
+        "methods, not always the same variants (e.g. MGDA's solver, CAGrad's solver).",
+        "",
+        "| method | K | P | polytask ms | torchjd ms | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        tj = r.get("torchjd_ms")
+        lines.append(f"| {r['method']} | {r['tasks']} | {r['params']} | {r['polytask_ms']:.2f} "
+                     f"| {'' if tj is None else f'{tj:.2f}'} | {r['ratio']:.2f} |")
+    return "\n".join(lines)
+
+
 def markdown(rows, args, device, rules) -> str:
     lines = [
         "# Gradient aggregation: time per step and peak memory",
@@ -285,8 +370,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="a paragraph on the conditions of the run, put under the header")
     parser.add_argument("--from-log", default=None,
                         help="rebuild the tables from the printed lines of an earlier run")
+    parser.add_argument("--versus-peers", action="store_true",
+                        help="time the rules alone against peer libraries (see above)")
+    parser.add_argument("--params", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.versus_peers:
+        rows = [r for k in args.tasks for r in peer_times(k, args.params, args.repeats)]
+        out = Path(args.out if args.out != "docs/benchmarks/aggregators.md"
+                   else "docs/benchmarks/aggregator_rules.md")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(peers_markdown(rows, args) + "\n")
+        print(f"wrote {out}", file=sys.stderr)
+        return 0
     device = torch.device(args.device)
     rows = parse_log(args.from_log) if args.from_log else []
     for model in [] if args.from_log else args.models:

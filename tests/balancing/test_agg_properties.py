@@ -84,8 +84,13 @@ def test_mgda_l2_normalization_is_mgda_on_unit_gradients():
     j = conflicting(3, 6, 4) * torch.tensor([[1.0], [10.0], [0.1]])
     unit = j / j.norm(dim=1, keepdim=True)
     d_unit = B.get("mgda").aggregate(unit)
-    d = B.get("mgda", normalization="l2").aggregate(j)
+    d = B.get("mgda", normalization="l2", weights_on="normalized").aggregate(j)
     assert torch.allclose(d, d_unit, atol=1e-9)
+    # the authors' code: the solver's weights on the raw losses
+    m = B.get("mgda", normalization="l2")
+    d_raw = m.aggregate(j)
+    w = m._last_weights
+    assert torch.allclose(d_raw, w @ j, atol=1e-9) and abs(float(w.sum()) - 1) < 1e-9
 
 
 # -- PCGrad and GradVac ------------------------------------------------------------------------
@@ -239,27 +244,28 @@ def test_nash_mtl_solves_the_bargaining_equation():
     a = m._last_weights
     assert torch.all(a > 0)
     assert torch.allclose((j @ d) * a, torch.ones(3), rtol=1e-8)
-    m = B.get("nash-mtl")  # authors' normalisation: (G/‖G‖_F) α = 1/α
-    m.aggregate(j)
-    g = j @ j.T
+    m = B.get("nash-mtl")  # the authors normalise G but keep the factor: G α = 1/α
+    d = m.aggregate(j)
     a = m._last_weights
-    assert torch.allclose((g / torch.linalg.norm(g)) @ a * a, torch.ones(3), rtol=1e-8)
+    assert torch.allclose((j @ d) * a, torch.ones(3), rtol=1e-8)
 
 
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 5.0])
 def test_fairgrad_solves_the_alpha_fair_equation(alpha):
     j = torch.tensor([[1.0, 0.2, 0.0], [0.1, 2.0, 0.0], [0.0, -0.5, 0.7]])
-    m = B.get("fairgrad", alpha=alpha)
+    m = B.get("fairgrad", alpha=alpha, scale_by_tasks=False)
     d = m.aggregate(j)
     w = m._last_weights
     assert torch.allclose(j @ d, w ** (-1.0 / alpha), rtol=1e-7)
+    scaled = B.get("fairgrad", alpha=alpha)  # the authors' code: K times the update
+    assert torch.allclose(scaled.aggregate(j), 3 * d, rtol=1e-9)
 
 
 # -- MoCo, RGW, GradDrop -------------------------------------------------------------------------
 
 def test_moco_tracks_gradients_and_steps_the_weights():
     j1, j2 = conflicting(3, 5, 30), conflicting(3, 5, 31)
-    m = B.get("moco", normalization="none")
+    m = B.get("moco", normalization="none", init="first", lambda_update="projection")
     d1 = m.aggregate(j1)
     lam = torch.full((3,), 1 / 3) - 0.1 * (j1 @ j1.T) @ torch.full((3,), 1 / 3)
     from polytask.balancing.aggregation._solvers import project_simplex
@@ -273,11 +279,11 @@ def test_moco_tracks_gradients_and_steps_the_weights():
 
 def test_moco_loss_normalization_scales_each_gradient_to_its_loss():
     j = conflicting(3, 5, 32)
-    m = B.get("moco")  # the authors' code: unit gradient times the task's loss
+    m = B.get("moco", init="first")  # the authors' code: unit gradient times the loss
     m.current_losses = torch.tensor([0.5, 2.0, 1.0])
     m.aggregate(j)
     assert torch.allclose(m.tracked.norm(dim=1), torch.tensor([0.5, 2.0, 1.0]), rtol=1e-6)
-    bare = B.get("moco")  # no losses known: unit gradients
+    bare = B.get("moco", init="first")  # no losses known: unit gradients
     bare.aggregate(j)
     assert torch.allclose(bare.tracked.norm(dim=1), torch.ones(3), rtol=1e-6)
 

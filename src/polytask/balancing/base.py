@@ -10,6 +10,12 @@ Two families behind one interface, ``balancer.backward(losses, shared_params=...
 
 Both fill ``.grad`` (adding to what is there, as ``Tensor.backward`` does) and return
 a :class:`BalanceResult` with the task weights they used.
+
+A task whose loss is exactly 0 at a step (typically: no sample of the batch has its
+label, so its masked loss is 0 and its gradient is zero) is *dead* at that step
+(``BalanceContext.live``): it drops out of that step's balancing (no method lets a
+zero loss or a zero gradient change the other tasks' weights) and its reported weight
+is 0.
 """
 
 from __future__ import annotations
@@ -54,6 +60,13 @@ class BalanceContext:
     _loss_values: Tensor | None = field(default=None, repr=False)
 
     @property
+    def live(self) -> Tensor:
+        """Boolean K-vector: the tasks whose loss is not exactly 0 at this step (under
+        ``torch.distributed``, on the whole batch). A dead task (no label in the batch)
+        drops out of this step's balancing."""
+        return self.loss_values != 0
+
+    @property
     def loss_values(self) -> Tensor:
         """The losses as a detached K-vector (under ``torch.distributed``, averaged
         across ranks: the whole batch's losses, the same on every rank)."""
@@ -80,6 +93,9 @@ class Balancer(nn.Module):
 
     #: whether ``backward`` needs ``shared_params``
     needs_shared_params: ClassVar[bool] = False
+    #: whether the method needs the same batch's losses after ``optimizer.step()``
+    #: (given through :meth:`on_step_end`; the Trainer then does one extra forward)
+    needs_losses_after_step: ClassVar[bool] = False
     #: constraints of the constructor's settings (:mod:`polytask.params`), merged
     #: along the class hierarchy and checked on construction
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
@@ -115,6 +131,12 @@ class Balancer(nn.Module):
         use the losses they saw in ``backward``; in a plain loop, call
         ``balancer.on_epoch_end(epoch)`` at the end of each epoch, for every method.
         """
+
+    def on_step_end(self, losses_after: Mapping[str, Tensor] | Tensor | None = None) -> None:
+        """Called after ``optimizer.step()``. When ``needs_losses_after_step`` is True,
+        with the same batch's task losses at the new parameters (``{task: loss}``,
+        no graph needed); the Trainer does that extra forward pass. The default does
+        nothing; in a plain loop, call it yourself for such methods."""
 
     def get_extra_state(self) -> dict:
         """The method's plain Python state (histories, EMA targets, RNGs, inner
@@ -164,6 +186,11 @@ class Balancer(nn.Module):
         ctx = self._context(losses, shared_params, task_params, representation)
         protocol.check_step(self, ctx)  # a plain loop's mistakes, at the first steps
         result = self._backward(ctx)
+        live = ctx.live.tolist()
+        if not all(live):  # dead tasks (loss exactly 0) report weight 0, whatever the method
+            for name, ok in zip(ctx.names, live):
+                if not ok and name in result.weights:
+                    result.weights[name] = 0.0
         self.step += 1
         return result
 
@@ -215,6 +242,10 @@ class LossWeighting(Balancer):
     are learned through the loss itself, :meth:`combine`.
     """
 
+    #: whether the written gradient is ``Σ_k w_k ∇L_k`` with the reported weights
+    #: (checked for every registered weighting by the property tests)
+    reports_loss_weights: ClassVar[bool] = True
+
     def weights(self, losses: Tensor, ctx: BalanceContext) -> Tensor:
         """The K task weights for the detached loss values ``losses``."""
         raise NotImplementedError
@@ -222,17 +253,20 @@ class LossWeighting(Balancer):
     def combine(self, ctx: BalanceContext) -> tuple[Tensor, Tensor]:
         """(the scalar to differentiate, the K weights used)."""
         w = self.weights(ctx.loss_values, ctx).detach()
+        w = w.masked_fill(~ctx.live.to(w.device), 0.0)
         total = sum(wk * loss for wk, loss in zip(w, ctx.losses))
         return total, w
 
     def _backward(self, ctx: BalanceContext) -> BalanceResult:
         total, w = self.combine(ctx)
-        if total.requires_grad:
+        if isinstance(total, Tensor) and total.requires_grad:
             total.backward()
-        return BalanceResult(dict(zip(ctx.names, w.detach().tolist())))
+        w = w.detach().masked_fill(~ctx.live.to(w.device), 0.0)  # dead tasks: weight 0
+        return BalanceResult(dict(zip(ctx.names, w.tolist())))
 
 
 PATHS = ("auto", "jacobian", "gramian", "representation")
+TASK_GRADIENTS = ("weighted", "raw")
 
 
 class GradientAggregator(Balancer):
@@ -265,7 +299,15 @@ class GradientAggregator(Balancer):
       cheaper than the Gramian path).
 
     Shared parameters receive the aggregated direction. Task-specific parameters
-    receive ``Σ_k w_k ∇L_k`` (``w_k = 1`` for methods that yield no weights).
+    receive, with ``task_gradients="weighted"``, ``Σ_k w_k ∇L_k`` (``w_k = 1`` for
+    methods that yield no weights), or with ``"raw"`` each task's own ``∇L_k``.
+    Reference codes differ here; each method's default (``default_task_gradients``)
+    follows its reference and its docstring says which; ``task_gradients=`` overrides.
+
+    Dead tasks (loss exactly 0): for methods with ``restrict_to_live`` the rule runs on
+    the live tasks' Gramian only; for the others a dead task's zero gradient already
+    drops out of the rule (the shared :func:`active_tasks` test); either way its
+    weight is 0.
 
     Under ``torch.distributed`` the engine averages the Jacobian (or Gramian) and the
     loss values across ranks, and the gradients of the weighted backward too, so each
@@ -274,12 +316,27 @@ class GradientAggregator(Balancer):
 
     needs_shared_params = True
     gramian_based: ClassVar[bool] = False
+    #: what task-specific parameters receive by default: "weighted" or "raw"
+    default_task_gradients: ClassVar[str] = "weighted"
+    #: whether dead tasks are removed from the Gramian before the rule runs
+    restrict_to_live: ClassVar[bool] = False
+    #: how the update transforms when the Jacobian is scaled by s > 0:
+    #: "homogeneous" (d(sJ) = s d(J)), "invariant" (d(sJ) = d(J)) or "none"
+    scaling: ClassVar[str] = "homogeneous"
+    #: defining properties the registry-wide property tests check on every input
+    #: family (names from tests/balancing/test_properties.py: "non_conflicting",
+    #: "min_norm", "equal_projections", "equal_cosines", "nash", "fair", "cagrad")
+    properties: ClassVar[tuple[str, ...]] = ()
+    #: whether the rule draws random numbers (then it is not tested for
+    #: permutation equivariance)
+    random: ClassVar[bool] = False
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "path": [params.Options(PATHS)],
         "strategy": [params.Options(engine.STRATEGIES)],
         "chunk_size": [None, params.Interval(params.Integral, 1, None)],
         "max_block_numel": [None, params.Interval(params.Integral, 1, None)],
         "jacobian_memory_limit": [params.Interval(params.Integral, 0, None)],
+        "task_gradients": [None, params.Options(TASK_GRADIENTS)],
     }
 
     def __init__(
@@ -289,8 +346,13 @@ class GradientAggregator(Balancer):
         chunk_size: int | None = None,
         max_block_numel: int | None = None,
         jacobian_memory_limit: int = 256 * 2**20,
+        task_gradients: str | None = None,
     ) -> None:
         super().__init__()
+        if task_gradients is not None and task_gradients not in TASK_GRADIENTS:
+            raise ValueError(
+                f"unknown task_gradients {task_gradients!r}; available: {TASK_GRADIENTS}"
+            )
         if path not in PATHS:
             raise ValueError(f"unknown path {path!r}; available: {PATHS}")
         if strategy not in engine.STRATEGIES:
@@ -304,9 +366,17 @@ class GradientAggregator(Balancer):
         self.chunk_size = chunk_size
         self.max_block_numel = max_block_numel
         self.jacobian_memory_limit = int(jacobian_memory_limit)
+        self.task_gradients = task_gradients or self.default_task_gradients
         self._last_weights: Tensor | None = None
         self.current_losses: Tensor | None = None
         self.current_activation: Tensor | None = None
+        #: boolean K-vector of the live tasks at this step (None: all live)
+        self.current_live: Tensor | None = None
+        #: while the rule runs on the live tasks only: their indices among all tasks
+        #: (for per-task hyper-parameters such as preferences), else None
+        self.current_index: Tensor | None = None
+        #: machine epsilon of the gradients the Gramian was computed from
+        self.precision: float = float(torch.finfo(torch.float64).eps)
         self.extras: dict[str, float] = {}
 
     # -- the combination rule -----------------------------------------------------
@@ -318,6 +388,7 @@ class GradientAggregator(Balancer):
         """The update direction (P) from the K×P Jacobian. Pure but for method state."""
         if not self.gramian_based:
             raise NotImplementedError
+        self.precision = float(torch.finfo(jacobian.dtype).eps)
         w = self._rule_weights(engine.scaled_gram(jacobian))
         return w.to(jacobian.dtype) @ jacobian
 
@@ -329,12 +400,37 @@ class GradientAggregator(Balancer):
     def after_backward(self, ctx: BalanceContext) -> None:
         """Called once ``.grad`` is filled (e.g. to clip the shared gradient)."""
 
+    def _dead(self, k: int) -> Tensor | None:
+        """Boolean K-vector of this step's dead tasks, or None when all are live."""
+        live = self.current_live
+        if live is None or live.numel() != k or bool(live.all()):
+            return None
+        return ~live.cpu()
+
     def _rule_weights(self, gramian: Tensor) -> Tensor:
-        w = self.weights_from_gramian(gramian)
+        k = gramian.shape[0]
+        dead = self._dead(k)
+        if dead is not None and self.restrict_to_live and not bool(dead.all()):
+            idx = torch.nonzero(~dead).flatten().to(gramian.device)
+            losses = self.current_losses
+            if losses is not None and losses.numel() == k:
+                self.current_losses = losses[idx.to(losses.device)]
+            self.current_index = idx.cpu()
+            try:
+                sub = self.weights_from_gramian(gramian[idx][:, idx])
+            finally:
+                self.current_losses = losses
+                self.current_index = None
+            w = torch.zeros(k, dtype=sub.dtype, device=sub.device)
+            w[idx.to(sub.device)] = sub
+        else:
+            w = self.weights_from_gramian(gramian)
         if not bool(torch.isfinite(w).all()):
             raise PolytaskError(
                 f"{type(self).__name__} produced non-finite task weights {w.tolist()}"
             )
+        if dead is not None:
+            w = w.masked_fill(dead.to(w.device), 0.0)
         self._last_weights = w
         return w
 
@@ -387,7 +483,13 @@ class GradientAggregator(Balancer):
         self._last_weights = None
         self.extras = {}
         self.current_losses = ctx.loss_values
+        self.current_live = ctx.live
         self.current_activation = None
+        source = ctx.representation if self.resolved_path(ctx) == "representation" else None
+        ref = source if isinstance(source, Tensor) else (
+            ctx.shared_params[0] if ctx.shared_params else None)
+        if ref is not None and ref.is_floating_point():
+            self.precision = float(torch.finfo(ref.dtype).eps)
         pre = self.precomputed_weights(ctx)
         if pre is not None:
             self._last_weights = pre
@@ -406,11 +508,20 @@ class GradientAggregator(Balancer):
         self.after_backward(ctx)
         result.extras.update(self.extras)
         self.current_activation = None  # do not keep the batch's activation alive
+        self.current_live = None
         return result
 
     def _weights_or_ones(self, k: int) -> Tensor:
         w = self._last_weights
-        return torch.ones(k, dtype=torch.float64) if w is None else w.detach()
+        w = torch.ones(k, dtype=torch.float64) if w is None else w.detach()
+        dead = self._dead(k)
+        return w if dead is None else w.masked_fill(dead.to(w.device), 0.0)
+
+    def _task_weights(self, k: int) -> Tensor:
+        """The weights of the losses for the task-specific parameters."""
+        if self.task_gradients == "raw":
+            return torch.ones(k, dtype=torch.float64)
+        return self._weights_or_ones(k)
 
     def _result(self, ctx: BalanceContext) -> BalanceResult:
         w = self._weights_or_ones(len(ctx.names))
@@ -419,19 +530,34 @@ class GradientAggregator(Balancer):
     def _weighted_backward(self, ctx: BalanceContext, w: Tensor) -> BalanceResult:
         w = w.detach()
         total = sum(wk.to(loss.dtype) * loss for wk, loss in zip(w, ctx.losses))
-        if isinstance(total, Tensor) and total.requires_grad:
-            if engine.world_size() > 1:
-                params = ctx.shared_params + self._other_params(ctx)
-                _backward_averaged(total, params, retain_graph=False)
-            else:
-                total.backward()
+        if not (isinstance(total, Tensor) and total.requires_grad):
+            return self._result(ctx)
+        if self.task_gradients == "raw" and self._other_params(ctx):
+            # the shared parameters get Σ w_k ∇L_k, the others Σ ∇L_k: two backward
+            # passes restricted to each set (the second one only through the heads)
+            self._backward_to(total, ctx.shared_params, retain_graph=True)
+            self._backward_others(ctx, retain_graph=False)
+        elif engine.world_size() > 1:
+            params = ctx.shared_params + self._other_params(ctx)
+            _backward_averaged(total, params, retain_graph=False)
+        else:
+            total.backward()
         return self._result(ctx)
+
+    @staticmethod
+    def _backward_to(total: Tensor, params: list[Tensor], retain_graph: bool) -> None:
+        if not params:
+            return
+        if engine.world_size() > 1:
+            _backward_averaged(total, params, retain_graph)
+        else:
+            torch.autograd.backward(total, inputs=params, retain_graph=retain_graph)
 
     def _backward_others(self, ctx: BalanceContext, retain_graph: bool) -> None:
         others = self._other_params(ctx)
         if not others:
             return
-        w = self._weights_or_ones(len(ctx.losses))
+        w = self._task_weights(len(ctx.losses))
         total = sum(wk.to(loss.dtype) * loss for wk, loss in zip(w, ctx.losses))
         if isinstance(total, Tensor) and total.requires_grad:
             if engine.world_size() > 1:

@@ -160,16 +160,33 @@ def compute_jacobian(
 def scaled_gram(rows: Tensor) -> Tensor:
     """``rows @ rows.T`` in float64, safe from overflow and underflow in float32.
 
-    The rows are divided by their largest absolute entry before the product and the
-    square of that scale is put back in float64, so gradients of 1e±30 give a finite,
-    exact-to-rounding Gramian.
+    The product is formed directly when it is safe: float64 rows, or a float32
+    product that is finite and whose diagonal (each row's squared norm) is either 0
+    or well above float32's underflow (then no entry lost precision); the check reads
+    the K×K result only, not the K×P rows. Otherwise the rows are divided by their
+    largest absolute entry before the product and the square of that scale is put
+    back in float64, so gradients of 1e±30 give a finite, exact-to-rounding Gramian.
     """
     rows = rows.detach()
+    k = rows.shape[0]
+    if rows.dtype == torch.float64 and rows.numel():
+        gram = rows @ rows.T
+        if bool(torch.isfinite(gram).all()):
+            return gram
+    elif rows.numel() and rows.is_floating_point():
+        gram = rows @ rows.T
+        diag = torch.diagonal(gram)
+        tiny = torch.finfo(rows.dtype).tiny
+        ok = bool(torch.isfinite(gram).all()) and bool(
+            ((diag == 0) | (diag > tiny * 2**40)).all())
+        if ok:
+            zero = diag == 0  # a zero squared norm must mean a zero row, not underflow
+            if not bool(zero.any()) or bool((rows[zero] == 0).all()):
+                return gram.to(torch.float64)
     scale = rows.abs().amax() if rows.numel() else rows.new_zeros(())
     if not bool(torch.isfinite(scale)):
         raise FloatingPointError("a task gradient is not finite")
     value = float(scale)
-    k = rows.shape[0]
     if value == 0.0:
         return torch.zeros(k, k, dtype=torch.float64, device=rows.device)
     if rows.dtype == torch.float64 or 1e-15 <= value <= 1e15 / max(1, rows.shape[1]) ** 0.5:

@@ -95,6 +95,7 @@ class Regularized(Balancer):
             raise PolytaskError(f"penalty must be a model or a callable, got {penalty!r}")
         self.weight = float(weight)
         self.needs_shared_params = self.inner.needs_shared_params
+        self.needs_losses_after_step = self.inner.needs_losses_after_step
 
     def __getattr__(self, name: str) -> Any:
         """Anything else (``prepare``, ``attach``, method attributes) is the inner
@@ -114,6 +115,9 @@ class Regularized(Balancer):
         self, epoch: int | None = None, train_losses: Mapping[str, float] | None = None
     ) -> None:
         self.inner.on_epoch_end(epoch, train_losses)
+
+    def on_step_end(self, losses_after: Any = None) -> None:
+        self.inner.on_step_end(losses_after)
 
     def prepare(self, task_names: Sequence[str]) -> None:
         self.inner.prepare(task_names)

@@ -190,7 +190,18 @@ class Trainer:
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
+        self._balancer_step_end(inputs, targets, masks)
         return losses, result, outputs, (targets, masks)
+
+    def _balancer_step_end(self, inputs: Any, targets: Mapping, masks: Mapping) -> None:
+        """The balancer's after-step hook; for methods that need it (FAMO), with the
+        same batch's losses at the new parameters (one extra forward, no backward)."""
+        if not getattr(self.balancer, "needs_losses_after_step", False):
+            self.balancer.on_step_end(None)
+            return
+        with torch.no_grad():
+            after = self.compute_losses(self.model(inputs), targets, masks)
+        self.balancer.on_step_end({n: v.detach() for n, v in after.items()})
 
     # -- loops ------------------------------------------------------------------------
     def fit(

@@ -9,12 +9,21 @@ Solvers:
 
 - :func:`min_norm_weights`: the min-norm point of the convex hull of the task
   gradients (MGDA): closed form for K = 2, Wolfe's exact active-set algorithm for
-  small K, Frank-Wolfe as in Sener & Koltun (2018) for large K;
+  any larger K (Frank-Wolfe as in Sener & Koltun (2018) on request);
 - :func:`alpha_fair_weights`: the positive solution of ``G w = w^(-1/α)`` (Nash-MTL
   for α = 1, FairGrad for any α > 0) by damped Newton on a strictly convex potential;
 - :func:`dual_cone_weights`: ``argmin_{v ≥ u} vᵀ G v`` for each row ``u`` (UPGrad,
   DualProj), an exact non-negative least-squares problem per row;
-- :func:`project_simplex`: Euclidean projection onto the probability simplex.
+- :func:`project_simplex`: Euclidean projection onto the probability simplex;
+- :func:`active_tasks`, :func:`rank_tolerance`: the one test of which task gradients
+  are zero and the one cut of the Gramian's numerically zero eigenvalues, shared by
+  every method.
+
+Tolerances are relative: to the quantity being compared (a stopping rule on the
+norm² compares with the current norm², never with the largest task's), or to the
+working precision of the gradients (``precision``: the machine epsilon of the dtype
+the Gramian was computed from, float64's when unknown), so one task 10⁶ times smaller
+or larger than the others is solved as accurately as equal ones.
 """
 
 from __future__ import annotations
@@ -60,6 +69,39 @@ def scale_of(g: np.ndarray) -> float:
     return s if s > 0 else 1.0
 
 
+FLOAT64_EPS = float(np.finfo(np.float64).eps)
+
+
+def active_tasks(g: np.ndarray) -> np.ndarray:
+    """Mask of the tasks whose gradient is not exactly zero.
+
+    A zero gradient has an exactly zero squared norm in the (float64, rescaled)
+    Gramian; any other gradient, however small next to the others, is live: no
+    relative threshold drops a task whose gradient is 10⁶ times smaller.
+    """
+    d = np.diag(g)
+    return d > np.finfo(np.float64).tiny * 16
+
+
+def rank_tolerance(k: int, precision: float = FLOAT64_EPS) -> float:
+    """Relative eigenvalue below which a unit-scale Gramian of K tasks is singular.
+
+    Rounding in a Gramian computed from gradients of machine epsilon ``precision``
+    is about ``K · precision`` relative to its largest eigenvalue; eigen-directions
+    below ten times that are noise, not gradient.
+    """
+    return 10.0 * max(k, 1) * max(float(precision), FLOAT64_EPS)
+
+
+def equilibrate(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(D G D, d, live)`` with ``d_k = 1/‖g_k‖`` on the live tasks (0 on zero ones):
+    the Gramian of the unit task gradients, with unit diagonal on live tasks."""
+    live = active_tasks(g)
+    d = np.zeros(g.shape[0])
+    d[live] = 1.0 / np.sqrt(np.diag(g)[live])
+    return g * np.outer(d, d), d, live
+
+
 def project_simplex(v: np.ndarray) -> np.ndarray:
     """Euclidean projection of each row of ``v`` (or of the vector ``v``) onto the simplex."""
     x = np.atleast_2d(v).astype(np.float64)
@@ -92,6 +134,17 @@ def min_norm_two(g: np.ndarray) -> np.ndarray:
     return np.array([gamma, 1.0 - gamma])
 
 
+def _solve_kkt(kkt: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """The KKT system by LU (fast); least squares when it is singular or ill-posed."""
+    try:
+        sol = np.linalg.solve(kkt, rhs)
+        if np.all(np.isfinite(sol)) and np.allclose(kkt @ sol, rhs, rtol=1e-9, atol=1e-12):
+            return sol
+    except np.linalg.LinAlgError:
+        pass
+    return np.linalg.lstsq(kkt, rhs, rcond=None)[0]
+
+
 def min_norm_wolfe(g: np.ndarray, tol: float = 1e-10, max_iter: int | None = None) -> np.ndarray:
     """Exact min-norm point of the convex hull by Wolfe's algorithm (1976), on the Gramian.
 
@@ -111,33 +164,44 @@ def min_norm_wolfe(g: np.ndarray, tol: float = 1e-10, max_iter: int | None = Non
     for _ in range(max_iter):
         gw = g @ w
         norm2 = float(w @ gw)
-        if norm2 >= best - 1e-15:  # no progress: round-off in the Gramian (e.g. float32)
+        if norm2 <= 0.0:  # 0 is in the hull exactly
+            return w
+        # no progress: round-off in the Gramian (relative to the current norm², so a
+        # hull 10⁵ times smaller than the largest gradient is still solved exactly)
+        if norm2 >= best * (1.0 - 1e-13):
             return w_best
         best, w_best = norm2, w
         j = int(np.argmin(gw))
-        if norm2 - gw[j] <= tol * max(1.0, norm2) or j in active:
+        if norm2 - gw[j] <= tol * norm2 or j in active:
             return w
         active.append(j)
         for _minor in range(k + 1):
             s = np.array(active)
             m = len(s)
+            # the affine minimiser over the corral, from the KKT system equilibrated by
+            # D = diag(1/‖g_s‖) (y = D⁻¹ v): gradients of very different sizes stay
+            # well conditioned
+            dsc = 1.0 / np.sqrt(np.maximum(np.diag(g)[s], 1e-300))
             kkt = np.zeros((m + 1, m + 1))
-            kkt[:m, :m] = g[np.ix_(s, s)]
-            kkt[:m, m] = 1.0
-            kkt[m, :m] = 1.0
+            kkt[:m, :m] = g[np.ix_(s, s)] * np.outer(dsc, dsc)
+            kkt[:m, m] = dsc
+            kkt[m, :m] = dsc
             rhs = np.zeros(m + 1)
             rhs[m] = 1.0
-            v = np.linalg.lstsq(kkt, rhs, rcond=None)[0][:m]
-            if np.all(v > 1e-15):
+            y = _solve_kkt(kkt, rhs)[:m]
+            v = dsc * y
+            positive = y > 1e-14 * max(float(np.abs(y).max()), 1e-300)
+            if np.all(positive):
                 w = np.zeros(k)
-                w[s] = v
+                w[s] = v / v.sum()
                 break
             ws = w[s]
-            neg = v <= 1e-15
+            neg = ~positive
             theta = np.min(ws[neg] / np.maximum(ws[neg] - v[neg], 1e-300))
             theta = float(np.clip(theta, 0.0, 1.0))
             ws = ws + theta * (v - ws)
-            ws[ws <= 1e-15] = 0.0
+            ws[ws <= 1e-300] = 0.0
+            ws[np.flatnonzero(neg)[np.argmin(ws[neg])]] = 0.0  # the blocking task leaves
             keep = ws > 0
             if not keep.any():  # numerical corner: keep the best single vertex
                 keep[int(np.argmax(ws))] = True
@@ -162,8 +226,9 @@ def min_norm_frank_wolfe(g: np.ndarray, max_iter: int = 250, tol: float = 1e-5) 
     d = np.diag(g)
     aa, bb, ab = d[:, None], d[None, :], g
     denom = aa + bb - 2.0 * ab
-    safe = np.where(denom > 1e-14, denom, 1.0)
-    gamma = np.where(denom > 1e-14, np.clip((bb - ab) / safe, 0.0, 1.0), 0.5)
+    ok = denom > 1e-14 * np.maximum(np.maximum(aa, bb), 1e-300)
+    safe = np.where(ok, denom, 1.0)
+    gamma = np.where(ok, np.clip((bb - ab) / safe, 0.0, 1.0), 0.5)
     cost = gamma**2 * aa + 2 * gamma * (1 - gamma) * ab + (1 - gamma) ** 2 * bb
     np.fill_diagonal(cost, np.inf)
     if k == 1:
@@ -184,18 +249,22 @@ def min_norm_frank_wolfe(g: np.ndarray, max_iter: int = 250, tol: float = 1e-5) 
     return w
 
 
-def min_norm_weights(g: np.ndarray, solver: str = "auto", exact_max_tasks: int = 16,
+def min_norm_weights(g: np.ndarray, solver: str = "auto", exact_max_tasks: int | None = None,
                      max_iter: int = 250, tol: float = 1e-5) -> np.ndarray:
     """Weights on the simplex of the min-norm point of the convex hull of the gradients.
 
-    ``solver``: ``"auto"`` (closed form for K = 2, Wolfe's exact algorithm up to
-    ``exact_max_tasks`` tasks, Frank-Wolfe beyond), ``"exact"`` or ``"frank-wolfe"``.
+    ``solver``: ``"auto"`` (closed form for K = 2, Wolfe's exact algorithm for any
+    larger K: it costs about as much as Frank-Wolfe and stops at the min-norm point,
+    where Frank-Wolfe stops up to several % away for K ≳ 16), ``"exact"`` or
+    ``"frank-wolfe"``. ``exact_max_tasks`` (None: no limit) switches ``"auto"`` to
+    Frank-Wolfe above that many tasks.
     """
     k = g.shape[0]
     if k == 1:
         return np.ones(1)
     if solver == "auto":
-        solver = "closed" if k == 2 else ("exact" if k <= exact_max_tasks else "frank-wolfe")
+        use_exact = exact_max_tasks is None or k <= exact_max_tasks
+        solver = "closed" if k == 2 else ("exact" if use_exact else "frank-wolfe")
     if solver == "closed" or (solver == "exact" and k == 2):
         return min_norm_two(g)
     if solver == "exact":
@@ -292,13 +361,22 @@ def alpha_fair_weights(g: np.ndarray, alpha: float = 1.0, max_iter: int = 100,
 # -- projection onto the dual cone (UPGrad, DualProj) --------------------------------------
 
 
-def dual_cone_weights(g: np.ndarray, u: np.ndarray) -> np.ndarray:
+def dual_cone_weights(g: np.ndarray, u: np.ndarray,
+                      precision: float = FLOAT64_EPS) -> np.ndarray:
     """For each row ``u_i``, ``v_i = argmin_{v ≥ u_i} vᵀ G v`` (Quinton & Rey 2024, Prop. 1).
 
     ``Jᵀ v_i`` is then the projection of ``Jᵀ u_i`` onto the dual cone
-    ``{x : J x ≥ 0}``. With ``G = L Lᵀ`` and ``v = u + s``, ``s ≥ 0``, each problem is
-    the non-negative least-squares problem ``min ‖Lᵀ s + Lᵀ u‖`` solved exactly
-    (Lawson-Hanson active set, SciPy). Returns the K' × K matrix of the ``v_i``.
+    ``{x : J x ≥ 0}``. The cone does not change when each row of ``J`` is divided by
+    its norm, so the problem is solved on the Gramian of the unit gradients
+    ``Ĝ = D G D`` (``v = D v̂``, ``v̂ ≥ D⁻¹ u``): a task whose gradient is 10⁶ times
+    smaller than the others constrains the projection exactly as a unit one does.
+    With ``Ĝ = L Lᵀ`` and ``v̂ = D⁻¹u + s``, ``s ≥ 0``, each problem is the non-negative
+    least-squares problem ``min ‖Lᵀ s + Lᵀ D⁻¹ u‖``, solved exactly (Lawson-Hanson,
+    SciPy); eigen-directions below :func:`rank_tolerance` (rounding) are dropped.
+
+    A task with an exactly zero gradient constrains nothing and moves nothing: its
+    entry of ``v_i`` is its lower bound ``u_ik`` (the least weight the definition
+    allows), never an arbitrary multiple. Returns the K' × K matrix of the ``v_i``.
     """
     try:
         from scipy.optimize import nnls
@@ -306,15 +384,22 @@ def dual_cone_weights(g: np.ndarray, u: np.ndarray) -> np.ndarray:
         raise ImportError(
             "UPGrad/DualProj need SciPy: pip install 'polytask[solvers]'"
         ) from error
-    gs = g / scale_of(g)
-    evals, evecs = np.linalg.eigh(gs)
-    keep = evals > 1e-13 * max(float(evals.max()), 1e-300)
     u = np.atleast_2d(u).astype(np.float64)
-    if not keep.any():  # every gradient is zero: any v ≥ u is optimal; take v = u
-        return u.copy()
-    lt = (evecs[:, keep] * np.sqrt(evals[keep])).T  # r × K, with G = L Lᵀ
-    out = np.empty_like(u)
+    out = u.copy()
+    gu, d, live = equilibrate(g)
+    if not live.any():  # every gradient is zero: any v ≥ u is optimal; take v = u
+        return out
+    idx = np.flatnonzero(live)
+    gl = gu[np.ix_(idx, idx)]
+    evals, evecs = np.linalg.eigh(gl)
+    keep = evals > rank_tolerance(len(idx), precision) * max(float(evals.max()), 1e-300)
+    lt = (evecs[:, keep] * np.sqrt(evals[keep])).T  # r × K_live, with Ĝ = L Lᵀ
     for i, row in enumerate(u):
-        s, _ = nnls(lt, -(lt @ row), maxiter=50 * g.shape[0] + 100)
-        out[i] = row + s
+        lower = row[idx] / d[idx]  # D⁻¹ u on the live tasks
+        size = float(np.abs(lower).max())
+        if size == 0.0:  # only zero-gradient tasks in u: its projection is 0 = Jᵀ u
+            continue
+        lower = lower / size  # each problem at unit scale (it is positively homogeneous)
+        s, _ = nnls(lt, -(lt @ lower), maxiter=50 * len(idx) + 100)
+        out[i, idx] = (lower + s) * size * d[idx]
     return out

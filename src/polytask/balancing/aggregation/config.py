@@ -10,8 +10,7 @@ from torch import Tensor
 from ..base import GradientAggregator
 from ..registry import register
 from ._common import to_weights
-from ._solvers import gramian_to_numpy, scale_of
-from .imtl import active_tasks
+from ._solvers import active_tasks, equilibrate, gramian_to_numpy, rank_tolerance, scale_of
 
 
 @register("config")
@@ -25,13 +24,22 @@ class ConFIG(GradientAggregator):
     ``d = (Σ_k g_kᵀ x̂) x̂``. Every task's directional derivative along ``d`` is then the
     same positive multiple of its gradient norm. Computed entirely from the Gramian.
 
+    The pseudo-inverse drops the eigen-directions of the unit Gramian below
+    :func:`rank_tolerance` for the gradients' precision (float32 rounding is not
+    inverted: linearly dependent float32 gradients give the same direction as
+    float64 ones). Task-specific parameters get each task's own ``∇L_k``
+    (``task_gradients="raw"``; the authors' ConFIG has no task heads).
+
     Extra cost per step: the Jacobian or Gramian plus an O(K³) pseudo-inverse.
     Degenerate inputs: zero gradients are left out (weight 0); when no direction has a
     positive equal cosine (e.g. exactly opposite gradients) ``x = 0`` and the update is
     zero.
     """
 
+    properties = ("equal_cosines",)
+
     gramian_based = True
+    default_task_gradients = "raw"
 
     def __init__(self, **engine_options: Any) -> None:
         super().__init__(**engine_options)
@@ -44,11 +52,12 @@ class ConFIG(GradientAggregator):
         if not act.any():
             return to_weights(w, gramian)
         gs = g / scale_of(g)
-        inv_norm = np.zeros(k)
-        inv_norm[act] = 1.0 / np.sqrt(np.diag(gs)[act])
-        gu = gs[np.ix_(act, act)] * np.outer(inv_norm[act], inv_norm[act])
+        gu_full, inv_norm, _ = equilibrate(gs)
+        gu = gu_full[np.ix_(act, act)]
+        m = int(act.sum())
         beta = np.zeros(k)
-        beta[act] = np.linalg.pinv(gu, rcond=1e-10, hermitian=True) @ np.ones(int(act.sum()))
+        rcond = rank_tolerance(m, self.precision)
+        beta[act] = np.linalg.pinv(gu, rcond=rcond, hermitian=True) @ np.ones(m)
         coef = inv_norm * beta  # x = Jᵀ coef
         x_norm2 = float(coef @ gs @ coef)
         if x_norm2 <= 1e-20:

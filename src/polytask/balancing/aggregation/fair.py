@@ -14,12 +14,12 @@ from ..registry import register
 from ._common import to_weights
 from ._solvers import (
     SolverError,
+    active_tasks,
     alpha_fair_weights,
     gramian_to_numpy,
     is_pareto_stationary,
     warn_solver,
 )
-from .imtl import active_tasks
 
 
 def fair_weights(g: np.ndarray, alpha: float, max_iter: int, method: str,
@@ -83,14 +83,21 @@ class NashMTL(_FairBase):
     directional derivative ``g_kᵀ d = 1/α_k``). The paper solves a sequence of convex
     problems (CCP with cvxpy); here the same equation is solved as the minimiser of
     the self-concordant potential ``½ αᵀGα − Σ log α_k`` by damped Newton (global,
-    quadratic convergence). As in the authors' code the Gramian is divided by its
-    Frobenius norm before solving and the shared gradient is clipped to ``max_norm``.
+    quadratic convergence). The authors' code divides the Gramian by its Frobenius
+    norm ``n`` for conditioning but keeps the factor in the constraint
+    (``α_k · n · (G/n · α)_k ≥ 1``), so it solves ``Gα = 1/α`` for the unscaled
+    Gramian; so does polytask, whatever ``normalize`` (the solver works at unit scale
+    anyway): ``α_kᵀ(Gα)_k = 1`` for every live task, at any loss scale. As in the
+    authors' code, the weights multiply the losses (task-specific parameters get
+    ``Σ α_k ∇L_k``: ``task_gradients="weighted"``) and the shared gradient is then
+    clipped to ``max_norm``.
 
     Args:
         update_weights_every: recompute the weights every k steps and reuse them in
             between (then a step costs one weighted backward: the paper's speed-up).
         max_norm: clip norm of the shared gradient (paper's code: 1.0; 0 disables).
-        normalize: divide the Gramian by its Frobenius norm (authors' code: True).
+        normalize: solve on the Gramian divided by its Frobenius norm (the authors'
+            conditioning step); the solution of ``Gα = 1/α`` is the same either way.
         max_iter: Newton iterations.
 
     Extra cost per step: the Jacobian or Gramian (every ``update_weights_every``
@@ -99,6 +106,8 @@ class NashMTL(_FairBase):
     ``extras["pareto_stationary"] = 1``; any other solver failure warns.
     """
 
+    properties = ("nash",)
+    scaling = "invariant"
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "update_weights_every": [params.Interval(params.Integral, 1, None)],
         "max_norm": [params.Interval(params.Real, 0, None)],
@@ -127,15 +136,19 @@ class NashMTL(_FairBase):
     def precomputed_weights(self, ctx: BalanceContext) -> Tensor | None:
         k = len(ctx.losses)
         if self.cached_weights.shape == (k,) and int(self.step) % self.update_weights_every:
-            return self.cached_weights.clone()
+            cached = self.cached_weights.clone()
+            if bool(((cached == 0) & ctx.live.cpu()).any()):
+                return None  # a task dead when the weights were solved is live again
+            return cached.masked_fill(~ctx.live.cpu(), 0.0)
         return None
 
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
         g = gramian_to_numpy(gramian)
-        if self.normalize:
-            fro = float(np.linalg.norm(g))
-            g = g / fro if fro > 0 else g
-        w = fair_weights(g, 1.0, self.max_iter, "Nash-MTL", self.extras)
+        fro = float(np.linalg.norm(g)) if self.normalize else 1.0
+        fro = fro if fro > 0 else 1.0
+        # (G/n) β = 1/β has β = √n · α with G α = 1/α: undo the factor, as the authors'
+        # constraint α·n·(G/n α) ≥ 1 does
+        w = fair_weights(g / fro, 1.0, self.max_iter, "Nash-MTL", self.extras) / np.sqrt(fro)
         weights = to_weights(w, gramian)
         self.cached_weights = weights.detach().cpu().clone()
         return weights
@@ -151,31 +164,43 @@ class FairGrad(_FairBase):
     equation by SciPy ``least_squares``; here by damped Newton on the strictly convex
     potential ``½ wᵀGw − Σ w^{1−1/α}/(1−1/α)``.
 
+    As in the authors' code (``overwrite_grad``: "to match the sum loss"), the shared
+    update is ``K · Σ_k w_k g_k`` (``scale_by_tasks=True``; the reported weights are
+    ``K w``), then clipped to ``max_norm``; task-specific parameters get each task's
+    own ``∇L_k`` (their per-task backward passes accumulate there:
+    ``task_gradients="raw"``). ``scale_by_tasks=False`` gives the paper's ``d``.
+
     Args:
         alpha: α > 0 (authors' default 1.0; their QM9 script uses 2.0).
         max_norm: clip norm of the shared gradient (authors' code: 1.0; 0 disables).
         max_iter: Newton iterations.
+        scale_by_tasks: multiply the shared update by K (authors' code).
 
     Extra cost per step: the Jacobian or Gramian plus ~5-20 Newton steps of O(K³).
     Degenerate inputs: as :class:`NashMTL`.
     """
 
+    properties = ("fair",)
+    scaling = "none"
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "alpha": [params.Interval(params.Real, 0, None, closed="neither")],
         "max_norm": [params.Interval(params.Real, 0, None)],
         "max_iter": [params.Interval(params.Integral, 1, None)],
+        "scale_by_tasks": ["boolean"],
     }
 
     _name = "FairGrad"
+    default_task_gradients = "raw"
 
     def __init__(self, alpha: float = 1.0, max_norm: float = 1.0, max_iter: int = 100,
-                 **engine_options: Any) -> None:
+                 scale_by_tasks: bool = True, **engine_options: Any) -> None:
         super().__init__(max_norm=max_norm, max_iter=max_iter, **engine_options)
         if alpha <= 0:
             raise ValueError(f"FairGrad alpha must be > 0, got {alpha}")
         self.alpha = float(alpha)
+        self.scale_by_tasks = bool(scale_by_tasks)
 
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
         g = gramian_to_numpy(gramian)
-        return to_weights(fair_weights(g, self.alpha, self.max_iter, "FairGrad", self.extras),
-                          gramian)
+        w = fair_weights(g, self.alpha, self.max_iter, "FairGrad", self.extras)
+        return to_weights(w * (g.shape[0] if self.scale_by_tasks else 1.0), gramian)

@@ -29,6 +29,12 @@ class GradDrop(GradientAggregator):
 
     Args:
         leak: ℓ ∈ [0, 1], how much of each gradient passes unmasked (paper: 0).
+        seed: seed of the method's own generator for ``U``; by default torch's
+            global RNG (so ``torch.manual_seed`` and ``Trainer(seed=...)`` make it
+            reproducible).
+
+    Task-specific parameters get each task's own ``∇L_k`` (the mask acts at the
+    shared activation only: ``task_gradients="raw"``).
 
     Extra cost per step: K backward passes through the heads (representation path)
     and O(K × activation size). Degenerate inputs: where every gradient is zero the
@@ -36,16 +42,24 @@ class GradDrop(GradientAggregator):
     gradients keep one sign at random.
     """
 
+    random = True
+
+    default_task_gradients = "raw"
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "leak": [params.Interval(params.Real, 0, 1)],
+        "seed": [None, params.Integral],
     }
 
     def __init__(self, leak: float = 0.0, path: str = "representation",
-                 **engine_options: Any) -> None:
+                 seed: int | None = None, **engine_options: Any) -> None:
         super().__init__(path=path, **engine_options)
         if not 0.0 <= leak <= 1.0:
             raise ValueError(f"GradDrop leak must be in [0, 1], got {leak}")
         self.leak = leak
+        self.seed = seed
+        self.generator: torch.Generator | None = None
+        if seed is not None:
+            self.generator = torch.Generator().manual_seed(seed)
 
     def aggregate(self, jacobian: Tensor) -> Tensor:
         k = jacobian.shape[0]
@@ -55,17 +69,42 @@ class GradDrop(GradientAggregator):
             per = jacobian.reshape(k, batch, -1)
             signed = (per * torch.sign(act.reshape(1, batch, -1))).sum(1)  # K × F
             mask_shape = (k, 1, per.shape[2])
-        else:
-            per = jacobian
-            signed = jacobian
-            mask_shape = tuple(jacobian.shape)
+        else:  # parameter gradients: the mask acts on the gradients themselves
+            return self._aggregate_elementwise(jacobian)
         total = signed.sum(0)
         absolute = signed.abs().sum(0)
         purity = torch.where(absolute > 0, 0.5 * (1 + total / absolute.clamp_min(1e-38)),
                              torch.full_like(total, 0.5))
-        u = torch.rand_like(purity)
-        keep = (purity > u) & (signed > 0) | (purity < u) & (signed < 0)
-        factor = self.leak + (1.0 - self.leak) * keep.to(per.dtype)
-        out = (factor.reshape(mask_shape) * per).sum(0)
-        self.extras["kept_fraction"] = float(keep.to(torch.float32).mean())
+        u = self._uniform(purity)
+        keep = torch.where(signed > 0, purity > u, (purity < u) & (signed < 0))
+        mask = keep.reshape(mask_shape)
+        if self.leak == 0.0:
+            out = torch.where(mask, per, 0).sum(0)
+        else:
+            out = (self.leak + (1.0 - self.leak) * mask.to(per.dtype)).mul(per).sum(0)
+        self.extras["kept_fraction"] = float(keep.count_nonzero()) / keep.numel()
         return out.reshape(-1)
+
+    def _uniform(self, like: Tensor) -> Tensor:
+        if self.generator is None:
+            return torch.rand_like(like)
+        return torch.rand(like.shape, generator=self.generator, dtype=like.dtype).to(
+            like.device)
+
+    def _aggregate_elementwise(self, jacobian: Tensor) -> Tensor:
+        """The same rule when the signed gradients are the gradients: with
+        ``pos = Σ_i max(g_i, 0)`` and ``total = Σ_i g_i``, ``Σ_i |g_i| = 2 pos − total``
+        and the kept sum is ``pos`` where the positive sign wins, ``total − pos``
+        elsewhere (two passes over the K×P matrix instead of a K×P mask)."""
+        total = jacobian.sum(0)
+        pos = jacobian.clamp(min=0).sum(0)
+        absolute = 2 * pos - total
+        purity = torch.where(absolute > 0, 0.5 * (1 + total / absolute.clamp_min(1e-38)),
+                             torch.full_like(total, 0.5))
+        u = self._uniform(purity)
+        positive = purity > u
+        kept = torch.where(positive, pos, torch.where(purity < u, total - pos, 0))
+        if self.leak != 0.0:
+            kept = self.leak * total + (1.0 - self.leak) * kept
+        self.extras["kept_fraction"] = float(positive.float().mean())
+        return kept

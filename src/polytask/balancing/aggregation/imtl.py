@@ -10,12 +10,9 @@ from torch import Tensor
 from ..base import GradientAggregator
 from ..registry import register
 from ._common import to_weights
-from ._solvers import gramian_to_numpy, scale_of
+from ._solvers import active_tasks, gramian_to_numpy, scale_of
 
-
-def active_tasks(g: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
-    """Mask of the tasks whose gradient is not zero (relative to the largest one)."""
-    return np.diag(g) > rtol * scale_of(g)
+__all__ = ["IMTLG", "active_tasks"]
 
 
 @register("imtl-g")
@@ -29,13 +26,20 @@ class IMTLG(GradientAggregator):
     Gramian and solved by least squares (the minimum-norm solution when the system is
     singular, e.g. for identical gradients).
 
+    Task-specific parameters get each task's own ``∇L_k`` (the paper's Algorithm 1 and
+    LibMTL's implementation: ``task_gradients="raw"``).
+
     Extra cost per step: the Jacobian or Gramian plus an O(K³) solve. Degenerate inputs:
     tasks with a zero gradient are left out of the equal-projection condition and get
     weight 0 (all zero: uniform weights, zero update); exactly opposite gradients give
     equal weights and the zero update.
     """
 
+    properties = ("equal_projections",)
+
     gramian_based = True
+    restrict_to_live = True
+    default_task_gradients = "raw"
 
     def __init__(self, **engine_options: Any) -> None:
         super().__init__(**engine_options)

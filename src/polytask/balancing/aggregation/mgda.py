@@ -25,16 +25,25 @@ class MGDA(GradientAggregator):
     gradients (``w`` on the simplex). ``d`` is zero at a Pareto-stationary point, and
     otherwise ``g_kᵀ d ≥ ‖d‖² > 0`` for every task: no task gets worse to first order.
     The weights come from the K×K Gramian: closed form for two tasks (the paper's
-    Algorithm 1), Wolfe's exact active-set algorithm up to ``exact_max_tasks`` tasks,
-    and the paper's Frank-Wolfe (Algorithm 2, best-pair start, exact line search,
-    ``max_iter`` iterations, stop when the weights move by less than ``tol``) beyond;
-    ``solver`` forces one (``"exact"`` or ``"frank-wolfe"``).
+    Algorithm 1) and Wolfe's exact active-set algorithm for any larger K (as cheap as
+    Frank-Wolfe on a K×K matrix, and exact where the paper's Frank-Wolfe stops up to
+    several % away from the min-norm point); ``solver="frank-wolfe"`` gives the
+    paper's Algorithm 2 (best-pair start, exact line search, ``max_iter`` iterations,
+    stop when the weights move by less than ``tol``), and ``exact_max_tasks`` switches
+    ``"auto"`` to it above that many tasks. Every stopping rule is relative to the
+    current norm, so a task gradient 10⁵ or 10⁶ times larger than the others does not
+    stop the solver early at that gradient.
 
-    ``normalization`` rescales each gradient before solving, as in the authors' code:
-    ``"none"`` (the paper), ``"l2"`` (unit gradients), ``"loss"`` (divide by the loss),
-    ``"loss+"`` (by loss × norm). The weights returned apply to the raw gradients.
-    The update has the scale of one task's gradient (the weights sum to one when
-    ``normalization="none"``).
+    ``normalization`` rescales each gradient before solving, as in the authors' code
+    (``gradient_normalizers``; "optional and not included in the paper"): ``"none"``
+    (the paper), ``"l2"`` (unit gradients), ``"loss"`` (divide by the loss),
+    ``"loss+"`` (by loss × norm). The authors then apply the solver's weights to the
+    *raw* losses (``scale[t] = sol[i]``; ``loss = Σ scale[t] L_t``):
+    ``weights_on="raw"``, the default. ``weights_on="normalized"`` instead gives the
+    min-norm point of the normalised gradients (weights ``w_k / n_k`` on the raw
+    ones). Task-specific parameters get ``Σ w_k ∇L_k`` (the authors' scaled
+    backward: ``task_gradients="weighted"``). Dead tasks (loss exactly 0) are left
+    out of the hull (a zero gradient would be the min-norm point and stop every task).
 
     Extra cost per step: the Jacobian (K backward passes, or the Gramian path's K×K
     Gramian and one more backward) plus an O(K²)-per-iteration solve on the Gramian.
@@ -42,6 +51,7 @@ class MGDA(GradientAggregator):
     min-norm point); identical rows share weight; exactly opposite rows give zero.
     """
 
+    properties = ("min_norm", "non_conflicting")
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "solver": [params.Options(("auto", "exact", "frank-wolfe"))],
         "normalization": [params.Options(NORMALIZATIONS)],
@@ -51,14 +61,16 @@ class MGDA(GradientAggregator):
     }
 
     gramian_based = True
+    restrict_to_live = True
 
     def __init__(
         self,
         solver: str = "auto",
         normalization: str = "none",
-        exact_max_tasks: int = 16,
+        exact_max_tasks: int | None = None,
         max_iter: int = 250,
         tol: float = 1e-5,
+        weights_on: str = "raw",
         **engine_options: Any,
     ) -> None:
         super().__init__(**engine_options)
@@ -70,6 +82,9 @@ class MGDA(GradientAggregator):
             raise ValueError(
                 f"unknown normalization {normalization!r}; use one of {NORMALIZATIONS}"
             )
+        if weights_on not in ("raw", "normalized"):
+            raise ValueError(f"MGDA weights_on must be 'raw' or 'normalized', got {weights_on!r}")
+        self.weights_on = weights_on
         self.solver = solver
         self.normalization = normalization
         self.exact_max_tasks = exact_max_tasks
@@ -98,7 +113,7 @@ class MGDA(GradientAggregator):
         gn = g / np.outer(n, n)
         w = min_norm_weights(gn, self.solver, self.exact_max_tasks, self.max_iter, self.tol)
         self.extras["min_norm"] = float(np.sqrt(max(w @ gn @ w, 0.0) / scale_of(gn)))
-        return to_weights(w / n, gramian)
+        return to_weights(w / n if self.weights_on == "normalized" else w, gramian)
 
 
 @register("mgda-ub")

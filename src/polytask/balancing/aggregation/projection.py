@@ -37,17 +37,24 @@ class PCGrad(GradientAggregator):
         seed: seed of the method's own random order; by default drawn from torch's
             global RNG (so ``torch.manual_seed`` makes it reproducible).
 
+    Task-specific parameters get each task's own ``∇L_k`` (the authors' code projects
+    per-task gradients and the heads' parts are each task's own:
+    ``task_gradients="raw"``).
+
     Extra cost per step: the Jacobian or Gramian (K backward passes) plus O(K³) on the
     Gramian. Degenerate inputs: a zero gradient is never projected on (and stays zero);
     identical rows do not conflict (the update is their sum); exactly opposite rows
     cancel each other to the zero update.
     """
 
+    random = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "seed": [None, params.Integral],
     }
 
     gramian_based = True
+    restrict_to_live = True
+    default_task_gradients = "raw"
 
     def __init__(self, seed: int | None = None, **engine_options: Any) -> None:
         super().__init__(**engine_options)
@@ -91,17 +98,22 @@ class GradVac(GradientAggregator):
         beta: EMA rate β of the targets (paper: 1e-2).
         seed: seed of the random order (default: torch's global RNG).
 
+    Task-specific parameters get ``∇L_k`` (LibMTL's implementation:
+    ``task_gradients="raw"``).
+
     Extra cost per step: the Jacobian or Gramian plus O(K³) on the Gramian; state: a
     K×K matrix. Degenerate inputs: pairs where a gradient is zero are skipped (their
     target is not updated); targets are kept in [−1+1e-6, 1−1e-6].
     """
 
+    random = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "beta": [params.Interval(params.Real, 0, 1)],
         "seed": [None, params.Integral],
     }
 
     gramian_based = True
+    default_task_gradients = "raw"
 
     def __init__(self, beta: float = 1e-2, seed: int | None = None,
                  **engine_options: Any) -> None:

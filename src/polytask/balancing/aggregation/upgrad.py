@@ -14,10 +14,15 @@ from ._common import to_weights
 from ._solvers import dual_cone_weights, gramian_to_numpy
 
 
-def _preferences(pref: list[float] | None, k: int, name: str) -> np.ndarray:
+def _preferences(pref: list[float] | None, k: int, name: str,
+                 index: Tensor | None = None) -> np.ndarray:
+    """The preference vector for the K tasks the rule sees (``index``: their
+    positions among all tasks, when dead tasks were left out)."""
     if pref is None:
         return np.full(k, 1.0 / k)
     p = np.asarray(pref, dtype=np.float64)
+    if index is not None and p.ndim == 1 and p.shape[0] > k:
+        p = p[index.numpy()]
     if p.shape != (k,) or (p < 0).any():
         raise ValueError(f"{name}: preferences must be {k} non-negative numbers, got {pref}")
     return p
@@ -35,16 +40,25 @@ class UPGrad(GradientAggregator):
     Gramian: K exact non-negative least-squares problems of size K (SciPy).
     ``J d ≥ 0``: the update never conflicts with any task.
 
+    The projections are solved on the Gramian of the unit gradients (the cone is
+    the same), so a task 10⁶ times smaller than the others is projected on exactly;
+    a task with an exactly zero gradient keeps the least weight the definition allows
+    (its preference), never an arbitrary large one. Task-specific parameters get each
+    task's own ``∇L_k`` (torchjd's ``mtl_backward``: ``task_gradients="raw"``).
+
     Extra cost per step: the Jacobian or Gramian plus K NNLS solves of size K
     (O(K⁴) worst case, microseconds for K ≤ 40). Degenerate inputs: all-zero
     gradients give the zero update; exactly opposite gradients give zero.
     """
 
+    properties = ("non_conflicting",)
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "preferences": [None, params.PerTask(params.Interval(params.Real, 0, None))],
     }
 
     gramian_based = True
+    restrict_to_live = True
+    default_task_gradients = "raw"
 
     def __init__(self, preferences: list[float] | None = None, **engine_options: Any) -> None:
         super().__init__(**engine_options)
@@ -53,8 +67,8 @@ class UPGrad(GradientAggregator):
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
         g = gramian_to_numpy(gramian)
         k = g.shape[0]
-        p = _preferences(self.preferences, k, "UPGrad")
-        v = dual_cone_weights(g, np.eye(k))
+        p = _preferences(self.preferences, k, "UPGrad", self.current_index)
+        v = dual_cone_weights(g, np.eye(k), self.precision)
         return to_weights(p @ v, gramian)
 
 
@@ -65,15 +79,20 @@ class DualProj(GradientAggregator):
     dual cone ``{x : J x ≥ 0}``: ``d = Jᵀ v`` with ``v = argmin_{v ≥ p} vᵀ G v``.
 
     ``J d ≥ 0``, and ``d`` is the mean gradient itself when that does not conflict
-    with any task. Extra cost per step: the Jacobian or Gramian plus one NNLS solve of
-    size K. Degenerate inputs: as :class:`UPGrad`.
+    with any task. Solved as :class:`UPGrad`'s projections (unit-gradient Gramian);
+    task-specific parameters get ``∇L_k`` (torchjd). Extra cost per step: the
+    Jacobian or Gramian plus one NNLS solve of size K. Degenerate inputs: as
+    :class:`UPGrad`.
     """
 
+    properties = ("non_conflicting",)
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "preferences": [None, params.PerTask(params.Interval(params.Real, 0, None))],
     }
 
     gramian_based = True
+    restrict_to_live = True
+    default_task_gradients = "raw"
 
     def __init__(self, preferences: list[float] | None = None, **engine_options: Any) -> None:
         super().__init__(**engine_options)
@@ -81,5 +100,5 @@ class DualProj(GradientAggregator):
 
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
         g = gramian_to_numpy(gramian)
-        p = _preferences(self.preferences, g.shape[0], "DualProj")
-        return to_weights(dual_cone_weights(g, p[None, :])[0], gramian)
+        p = _preferences(self.preferences, g.shape[0], "DualProj", self.current_index)
+        return to_weights(dual_cone_weights(g, p[None, :], self.precision)[0], gramian)

@@ -27,7 +27,9 @@ class DBMTL(LossWeighting):
     gradient of ``Σ_k log L_k``. Defaults ``β = 0.9``, ``σ = 0`` follow the authors'
     LibMTL configuration.
 
-    Reported weights: ``α_k`` (the factor on task k's smoothed log-loss gradient).
+    Reported weights: ``α_k`` (the factor on task k's smoothed log-loss gradient, so
+    ``reports_loss_weights = False``: the update is not ``Σ α_k ∇L_k``). A dead task
+    (loss exactly 0) keeps its smoothed gradient and drops out of that step's update.
 
     Extra cost per step: K backward passes over the shared parameters through the
     Jacobian engine, and K×P of state (the smoothed gradients).
@@ -41,6 +43,7 @@ class DBMTL(LossWeighting):
     }
 
     needs_shared_params = True
+    reports_loss_weights = False
 
     def __init__(
         self, beta: float = 0.9, beta_sigma: float = 0.0, eps: float = 1e-8, strategy: str = "loop"
@@ -59,9 +62,12 @@ class DBMTL(LossWeighting):
         if self.buffer is None or self.buffer.shape != jac.shape:
             self.buffer = torch.zeros_like(jac)
         beta_t = self.beta / t**self.beta_sigma
-        self.buffer = jac + beta_t * (self.buffer - jac)
+        live = ctx.live.to(jac.device)
+        smoothed = jac + beta_t * (self.buffer - jac)
+        self.buffer = torch.where(live[:, None], smoothed, self.buffer)
         norms = self.buffer.norm(dim=1)
-        alpha = norms.max() / (norms + 1e-8)
-        backward_shared_and_rest(ctx, alpha @ self.buffer, sum(logs))
+        alpha = (norms[live].max() if bool(live.any()) else norms.max()) / (norms + 1e-8)
+        alpha = alpha.masked_fill(~live, 0.0)
+        backward_shared_and_rest(ctx, alpha.to(self.buffer.dtype) @ self.buffer, sum(logs))
         extras = {f"grad_norm/{n}": float(v) for n, v in zip(ctx.names, norms)}
         return BalanceResult(dict(zip(ctx.names, alpha.tolist())), extras)

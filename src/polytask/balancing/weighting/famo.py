@@ -27,16 +27,28 @@ class FAMO(StatefulWeighting):
     ``δ_k = log L_k(before) − log L_k(after)``: ``ξ ← Adam(ξ, ∇_ξ (z·δ))`` with weight
     decay ``γ``, so a task whose loss fell less gains weight.
 
-    Which "after" losses: call ``balancer.on_step_end(losses_after)`` after
-    ``optimizer.step()`` with the losses recomputed on the same batch (the paper's
-    protocol, one extra forward; ``needs_losses_after_step`` tells the Trainer). If it
-    is not called, the next ``backward`` uses its own batch's losses as the "after"
-    losses (no extra forward, a noisier estimate), so a plain loop needs nothing more.
+    Which "after" losses: the same batch's losses at the new parameters (the paper's
+    Algorithm 1 and the authors' code: a forward pass under ``no_grad`` after
+    ``optimizer.step()``). The Trainer does it (``needs_losses_after_step``) and calls
+    ``balancer.on_step_end(losses_after)``; in a plain loop, call it yourself. If it is
+    not called, the next ``backward`` uses its own batch's losses as the "after"
+    losses (no extra forward, a noisier estimate that differs from the paper's). As in
+    the authors' trainer, that forward runs with the model in training mode (dropout
+    active, batch-norm statistics updated once more).
 
-    Who steps ``ξ``: an internal Adam with the paper's code defaults ``lr=0.025``,
-    ``gamma=0.01`` (its weight decay), per step.
+    Who steps ``ξ``: an internal Adam with ``lr=0.025`` and weight decay ``gamma``.
+    The authors' code defaults to ``gamma=1e-5`` in its class and passes
+    ``--gamma`` per benchmark (0.01 in the paper's NYUv2/CityScapes scripts, 0.001 on
+    CelebA); polytask defaults to 0.01. The authors' ``max_norm=1.0`` clips the shared
+    gradient *before* ``loss.backward()`` (in ``WeightMethod.backward``), where the
+    gradients are still zero, so it has no effect; polytask does not clip (use the
+    Trainer's ``grad_clip``).
 
-    Extra cost per step: none beyond K logits (one backward, no per-task gradients).
+    Dead tasks (loss exactly 0, no label in the batch) drop out of ``c`` and of the
+    loss at that step (weight 0) and their logit does not move on that step.
+
+    Extra cost per step: K logits and, under the Trainer, one extra forward pass
+    (no backward) on the batch after the optimizer step.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -70,6 +82,8 @@ class FAMO(StatefulWeighting):
             return
         after = losses_after.detach().to(self._before)
         delta = torch.log(self._before + self.eps) - torch.log(after + self.eps)
+        # a task dead before or after the step (loss exactly 0) gives no signal
+        delta = delta.masked_fill((self._before == 0) | (after == 0), 0.0)
         with torch.enable_grad():
             z = torch.softmax(self.logits, dim=0)
             (grad,) = torch.autograd.grad(z, self.logits, grad_outputs=delta)
@@ -95,13 +109,18 @@ class FAMO(StatefulWeighting):
         values = ctx.loss_values
         if self._before is not None:  # no on_step_end since the last step
             self.update(values)
+        live = ctx.live.to(values.device)
         z = torch.softmax(self.logits.detach(), dim=0)
         shifted = torch.stack(ctx.losses) + self.eps
-        c = (z / shifted.detach()).sum()
-        total = (z / c * torch.log(shifted)).sum()
-        if total.requires_grad:
-            total.backward()
+        zl = z * live.to(z.dtype)  # dead tasks drop out of this step
+        c = (zl / shifted.detach()).sum()
+        if bool(live.any()):
+            total = (zl / c * torch.log(shifted)).sum()
+            if total.requires_grad:
+                total.backward()
+            w = zl / (c * shifted.detach())
+        else:
+            w = torch.zeros_like(z)
         self._before = values.clone()
-        w = z / (c * shifted.detach())
         extras = {f"z/{n}": float(v) for n, v in zip(ctx.names, z)}
         return BalanceResult(dict(zip(ctx.names, w.tolist())), extras)

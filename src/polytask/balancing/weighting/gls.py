@@ -22,7 +22,10 @@ class GeometricLossStrategy(LossWeighting):
     one task's loss by a constant leaves the direction unchanged (only its length), so
     no task dominates by the scale of its loss.
 
-    Extra cost per step: none. ``eps`` keeps the logarithm finite at a zero loss.
+    Extra cost per step: none. A task whose loss is exactly 0 at a step (no label in
+    the batch) is left out of that step's geometric mean (weight 0): a zero factor
+    would make the product, and so every task's weight, vanish. ``eps`` keeps the
+    logarithm finite for losses that are positive but tiny.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -34,9 +37,13 @@ class GeometricLossStrategy(LossWeighting):
         self.eps = float(eps)
 
     def combine(self, ctx: BalanceContext) -> tuple[Tensor, Tensor]:
+        live = ctx.live.to(ctx.losses[0].device)
         losses = torch.stack(ctx.losses)
-        logs = torch.log(losses.clamp_min(self.eps))
+        if not bool(live.any()):
+            return (losses * 0).sum(), torch.zeros_like(losses.detach())
+        alive = losses[live]
+        logs = torch.log(alive.clamp_min(self.eps))
         total = torch.exp(logs.mean())
-        k = len(ctx.losses)
-        w = total.detach() / (k * losses.detach().clamp_min(self.eps))
+        w = torch.zeros_like(losses.detach())
+        w[live] = total.detach() / (alive.numel() * alive.detach().clamp_min(self.eps))
         return total, w

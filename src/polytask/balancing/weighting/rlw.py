@@ -24,7 +24,10 @@ class RandomLossWeighting(LossWeighting):
     (``distribution="normal"``, the paper's main choice), or from the paper's other
     samplers: ``"uniform"`` (softmax of U(0,1)), ``"dirichlet"`` (Dir(1)) or
     ``"bernoulli"`` (a random non-empty subset, normalised). Weights sum to 1 and are
-    equal in expectation. ``seed`` makes the sequence reproducible.
+    equal in expectation. Draws come from torch's global RNG (so ``torch.manual_seed``,
+    ``Trainer(seed=...)`` and ``polytask bench --seeds`` make runs reproducible), or
+    from the method's own generator when ``seed`` is given. Dead tasks (loss exactly
+    0) get no weight: the weights are drawn over the live tasks.
 
     Extra cost per step: none (K random numbers).
     """
@@ -41,11 +44,10 @@ class RandomLossWeighting(LossWeighting):
                 f"unknown RLW distribution {distribution!r}; choose from {DISTRIBUTIONS}"
             )
         self.distribution = distribution
-        self.generator = torch.Generator()
+        self.seed = seed
+        self.generator: torch.Generator | None = None
         if seed is not None:
-            self.generator.manual_seed(seed)
-        else:
-            self.generator.seed()
+            self.generator = torch.Generator().manual_seed(seed)
 
     def sample(self, k: int) -> Tensor:
         """K weights drawn from the chosen distribution (on the CPU)."""
@@ -63,4 +65,8 @@ class RandomLossWeighting(LossWeighting):
                 return b / b.sum()
 
     def weights(self, losses: Tensor, ctx: BalanceContext) -> Tensor:
-        return self.sample(losses.numel()).to(losses)
+        live = ctx.live.cpu()
+        w = torch.zeros(losses.numel(), dtype=losses.dtype)
+        if bool(live.any()):
+            w[live] = self.sample(int(live.sum())).to(w.dtype)
+        return w.to(losses)

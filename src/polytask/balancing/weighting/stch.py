@@ -72,6 +72,7 @@ class SmoothTchebycheff(StatefulWeighting):
         self.nadir: Tensor | None = None
         self._sum: Tensor | None = None
         self._count = 0
+        self._seen: Tensor | None = None
         super().__init__()
 
     def _preference(self, names: list[str], like: Tensor) -> Tensor | None:
@@ -99,18 +100,26 @@ class SmoothTchebycheff(StatefulWeighting):
         values = losses.detach()
         k = len(ctx.losses)
         if self.warming_up:
-            if self.epoch == self.warmup_epochs - 1:
+            live = ctx.live.to(values.device)
+            if self.epoch == self.warmup_epochs - 1:  # the nadir: each task's mean live loss
+                seen = live.to(values.dtype)
                 self._sum = values.clone() if self._sum is None else self._sum + values
+                self._seen = seen if getattr(self, "_seen", None) is None else self._seen + seen
                 self._count += 1
-            total = torch.log(losses + self.eps).sum()
-            return total, 1.0 / (values + self.eps)
+            total = torch.log(losses[live] + self.eps).sum()
+            return total, (1.0 / (values + self.eps)).masked_fill(~live, 0.0)
         nadir = torch.ones_like(values) if self.nadir is None else self.nadir.to(values)
+        live = ctx.live.to(values.device)
         logs = torch.log(losses / nadir + self.eps)
         lam = self._preference(ctx.names, values)
-        scaled = (logs if lam is None else lam * logs) / self.mu
+        lam_full = torch.ones_like(values) if lam is None else lam
+        # dead tasks (loss exactly 0) drop out of the smooth maximum at this step
+        scaled = (lam_full * logs / self.mu).masked_fill(~live, float("-inf"))
+        if not bool(live.any()):
+            return (losses * 0).sum(), torch.zeros_like(values)
         total = k * self.mu * torch.logsumexp(scaled, dim=0)
-        soft = stch_weights(logs.detach(), self.mu, lam)
-        w = k * soft * (1.0 if lam is None else lam) / (values + self.eps)
+        soft = torch.softmax(scaled.detach(), dim=0)
+        w = (k * soft * lam_full / (values + self.eps)).masked_fill(~live, 0.0)
         return total, w
 
     def on_epoch_end(
@@ -118,6 +127,8 @@ class SmoothTchebycheff(StatefulWeighting):
     ) -> None:
         """Close an epoch; at the end of the warm-up, fix the nadir."""
         if self.warming_up and self.epoch == self.warmup_epochs - 1 and self._count:
-            self.nadir = self._sum / self._count
-            self._sum, self._count = None, 0
+            seen = getattr(self, "_seen", None)
+            self.nadir = self._sum / (seen.clamp_min(1) if seen is not None else self._count)
+            self.nadir = torch.where(self.nadir > 0, self.nadir, torch.ones_like(self.nadir))
+            self._sum, self._count, self._seen = None, 0, None
         self.epoch += 1
