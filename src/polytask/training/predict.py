@@ -25,8 +25,17 @@ from .batches import to_device
 
 
 def labeled_samples(task: Task, output: Tensor, target: Tensor, mask: Tensor | None) -> int:
-    """How many samples of a batch have a label for ``task`` (any entry labeled)."""
-    _, _, labeled = task.prepare(output.detach(), target, mask)
+    """How many samples of a batch have a label for ``task`` (any entry labeled).
+
+    The batch was checked by ``task.loss`` already; with no mask this skips the label
+    checks (the Trainer calls it on every batch)."""
+    if mask is not None or type(task)._shape_output is Task._shape_output:
+        _, _, labeled = task.prepare(output.detach(), target, mask)
+    else:
+        _, shaped = task._shape_output(output.detach(), target)
+        labeled = ~task._missing(shaped)
+    if labeled.dim() == 1:
+        return int(labeled.sum())
     return int(labeled.reshape(labeled.shape[0], -1).any(dim=1).sum())
 
 
