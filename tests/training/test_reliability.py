@@ -207,3 +207,11 @@ def test_fit_rejects_nonsense_epochs():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(PolytaskError, match="epochs"):
             quiet().fit(loader(), epochs=bad)
+
+
+def test_trainer_settings_are_checked():
+    from polytask.errors import InvalidParameterError
+
+    for bad in ({"grad_clip": -1.0}, {"seed": 1.5}, {"progress": "no"}):
+        with pytest.raises(InvalidParameterError, match=next(iter(bad))):
+            Trainer(model(), TASKS, **bad)

@@ -7,12 +7,13 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .. import params
 from ..balancing import Balancer, method_class
 from ..balancing import get as get_balancer
 from ..balancing.penalty import attach as attach_penalty
@@ -71,6 +72,14 @@ class Trainer:
         shared_params: override ``model.shared_parameters()``.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "seed": [None, params.Integral],
+        "monitor": [str],
+        "grad_clip": [None, params.Interval(params.Real, 0, None, closed="neither")],
+        "train_metrics": ["boolean"],
+        "progress": ["boolean"],
+    }
+
     def __init__(
         self,
         model: nn.Module,
@@ -88,6 +97,10 @@ class Trainer:
         progress: bool = True,
         shared_params: Iterable[Tensor] | None = None,
     ) -> None:
+        params.check_settings(Trainer, {
+            "seed": seed, "monitor": monitor, "grad_clip": grad_clip,
+            "train_metrics": train_metrics, "progress": progress,
+        })
         self.tasks = as_task_dict(tasks)
         self.task_names = list(self.tasks)
         self.device = torch.device(
