@@ -36,3 +36,16 @@ class UnknownNameError(PolytaskError, KeyError):
 class MissingExtraError(PolytaskError, ImportError):
     """An optional dependency is not installed; the message names the command that
     installs it (e.g. RDKit for the molecule benchmarks)."""
+class InvalidParameterError(PolytaskError, ValueError):
+    """A setting of a method, architecture, Trainer or command has a wrong name or value.
+
+    The message names the owner (method, architecture, option), the setting, the value
+    given and what is expected (or the list of valid settings).
+    """
+
+
+class CheckpointError(PolytaskError, OSError):
+    """A checkpoint or run directory cannot be read or would be overwritten.
+
+    The message names the file or directory at fault.
+    """

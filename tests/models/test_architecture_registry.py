@@ -58,3 +58,16 @@ def test_stage_architectures_name_what_the_backbone_lacks():
         models.get("cross_stitch", tasks=tasks3(), backbone=bare)
     with pytest.raises(PolytaskError, match="input_shape"):
         models.get("mmoe", tasks=tasks3(), backbone=bare)
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_inputs_from_is_honoured_or_rejected(name):
+    tasks = [Binary("ctr"), Binary("cvr", inputs_from=("ctr",))]
+    try:
+        model = models.get(name, tasks=tasks, backbone=mlp_backbone())
+    except PolytaskError as error:
+        assert "inputs_from" in str(error) and "does not support" in str(error)
+        return
+    assert model.supports_inputs_from
+    out = model(torch.randn(4, 6))
+    assert out["cvr"].shape[0] == 4

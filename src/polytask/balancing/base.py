@@ -27,8 +27,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from .. import params
 from ..errors import NonFiniteLossError, PolytaskError
-from . import engine
+from . import engine, protocol
 
 
 @dataclass
@@ -95,6 +96,14 @@ class Balancer(nn.Module):
     #: whether the method needs the same batch's losses after ``optimizer.step()``
     #: (given through :meth:`on_step_end`; the Trainer then does one extra forward)
     needs_losses_after_step: ClassVar[bool] = False
+    #: constraints of the constructor's settings (:mod:`polytask.params`), merged
+    #: along the class hierarchy and checked on construction
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Check every construction's settings against the class's declared table."""
+        super().__init_subclass__(**kwargs)
+        params.validate_on_init(cls)
 
     def __init__(self) -> None:
         super().__init__()
@@ -113,11 +122,14 @@ class Balancer(nn.Module):
         losses (e.g. Auto-Lambda's lookahead) override it. The default does nothing."""
         return self
 
-    def on_epoch_end(self, epoch: int, train_losses: Mapping[str, float]) -> None:
-        """Called by the Trainer after each epoch with the epoch's mean train losses.
+    def on_epoch_end(
+        self, epoch: int | None = None, train_losses: Mapping[str, float] | None = None
+    ) -> None:
+        """Called after each epoch (the Trainer passes the epoch's mean train losses).
 
-        Methods that update once per epoch (e.g. DWA) override it; in a plain loop,
-        call it yourself at the end of each epoch.
+        Methods that update once per epoch (e.g. DWA, STCH's warm-up) override it and
+        use the losses they saw in ``backward``; in a plain loop, call
+        ``balancer.on_epoch_end(epoch)`` at the end of each epoch, for every method.
         """
 
     def on_step_end(self, losses_after: Mapping[str, Tensor] | Tensor | None = None) -> None:
@@ -172,6 +184,7 @@ class Balancer(nn.Module):
                 for methods run on representation gradients.
         """
         ctx = self._context(losses, shared_params, task_params, representation)
+        protocol.check_step(self, ctx)  # a plain loop's mistakes, at the first steps
         result = self._backward(ctx)
         live = ctx.live.tolist()
         if not all(live):  # dead tasks (loss exactly 0) report weight 0, whatever the method
@@ -317,6 +330,14 @@ class GradientAggregator(Balancer):
     #: whether the rule draws random numbers (then it is not tested for
     #: permutation equivariance)
     random: ClassVar[bool] = False
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "path": [params.Options(PATHS)],
+        "strategy": [params.Options(engine.STRATEGIES)],
+        "chunk_size": [None, params.Interval(params.Integral, 1, None)],
+        "max_block_numel": [None, params.Interval(params.Integral, 1, None)],
+        "jacobian_memory_limit": [params.Interval(params.Integral, 0, None)],
+        "task_gradients": [None, params.Options(TASK_GRADIENTS)],
+    }
 
     def __init__(
         self,

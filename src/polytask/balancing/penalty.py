@@ -21,11 +21,12 @@ no-op for models without a penalty.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from .. import params
 from ..errors import NonFiniteLossError, PolytaskError
 from .base import Balancer, BalanceResult
 from .registry import get, register
@@ -58,6 +59,13 @@ class Regularized(Balancer):
     e.g. soft sharing, a pass over the tied parameters; for activation penalties the
     part of the graph they depend on).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "balancer": [Balancer, str],
+        "penalty": ["no_validation"],
+        "weight": [params.Interval(params.Real, 0, None)],
+        "**kwargs": ["no_validation"],
+    }
 
     def __init__(
         self,
@@ -103,7 +111,9 @@ class Regularized(Balancer):
     def extra_parameters(self) -> list[nn.Parameter]:
         return self.inner.extra_parameters()
 
-    def on_epoch_end(self, epoch: int, train_losses: Mapping[str, float]) -> None:
+    def on_epoch_end(
+        self, epoch: int | None = None, train_losses: Mapping[str, float] | None = None
+    ) -> None:
         self.inner.on_epoch_end(epoch, train_losses)
 
     def on_step_end(self, losses_after: Any = None) -> None:

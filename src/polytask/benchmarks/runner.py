@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import ast
 import csv
+import io
 import json
 import math
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,45 +17,19 @@ from typing import Any
 import torch
 
 from .. import balancing, models
-from ..errors import PolytaskError
+from ..atomic import write_text
+from ..errors import InvalidParameterError, PolytaskError
 from ..metrics import delta_m
+from ..params import check_settings, check_task_settings, parse_spec
 from ..training import MultiTaskDataset, Trainer, batch_loader, seed_everything
 from .base import Benchmark, BenchmarkData, Split
 from .protocol import BestByDeltaM, SchedulerStep, TransformedLoader
 
 
 def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"cagrad:c=0.4,path=gramian"`` -> ``("cagrad", {"c": 0.4, "path": "gramian"})``.
-
-    Values are Python literals where they parse as one, else strings.
-    """
-    name, _, rest = spec.partition(":")
-    kwargs: dict[str, Any] = {}
-    for item in filter(None, _split_top_level(rest)):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise PolytaskError(f"method spec {spec!r}: {item!r} is not key=value")
-        try:
-            kwargs[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            kwargs[key.strip()] = value.strip()
-    return name.strip(), kwargs
-
-
-def _split_top_level(text: str) -> list[str]:
-    parts, depth, current = [], 0, ""
-    for char in text:
-        if char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    return parts
+    """``"cagrad:c=0.4,path=gramian"`` -> ``("cagrad", {"c": 0.4, "path": "gramian"})``
+    (:func:`polytask.params.parse_spec`, the one parser of such specs)."""
+    return parse_spec(spec)
 
 
 @dataclass
@@ -180,27 +155,28 @@ def format_markdown(results: BenchmarkResults) -> str:
 def write_results(results: BenchmarkResults, out_dir: Path) -> None:
     """Write ``results.json`` and ``results.csv`` (one row per run) in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results.to_json(), indent=2))
+    write_text(out_dir / "results.json", json.dumps(results.to_json(), indent=2))
     columns = ["arch", "method", "seed"]
     columns += [f"{t}/{m}" for t, ms in results.report.items() for m in ms]
     columns += ["delta_m", "val_delta_m", "seconds", "epochs"]
-    with (out_dir / "results.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for seed, base in results.baselines.items():
-            writer.writerow(
-                ["hard", "single-task", seed]
-                + [base[t][m] for t, ms in results.report.items() for m in ms]
-                + [0.0, 0.0, "", ""]
-            )
-        for run in results.runs:
-            writer.writerow(
-                [run.arch, run.method, run.seed]
-                + [run.metrics[t][m] for t, ms in results.report.items() for m in ms]
-                + [run.delta_m, run.val_delta_m, round(run.seconds, 3), run.epochs]
-            )
-    (out_dir / "results.txt").write_text(format_table(results) + "\n")
-    (out_dir / "results.md").write_text(format_markdown(results) + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    for seed, base in results.baselines.items():
+        writer.writerow(
+            ["hard", "single-task", seed]
+            + [base[t][m] for t, ms in results.report.items() for m in ms]
+            + [0.0, 0.0, "", ""]
+        )
+    for run in results.runs:
+        writer.writerow(
+            [run.arch, run.method, run.seed]
+            + [run.metrics[t][m] for t, ms in results.report.items() for m in ms]
+            + [run.delta_m, run.val_delta_m, round(run.seconds, 3), run.epochs]
+        )
+    write_text(out_dir / "results.csv", buffer.getvalue())
+    write_text(out_dir / "results.txt", format_table(results) + "\n")
+    write_text(out_dir / "results.md", format_markdown(results) + "\n")
 
 
 def _loader(split: Split, batch_size: int, shuffle: bool, drop_last: bool = False):
@@ -293,6 +269,7 @@ class BenchmarkRunner:
             train_loader,
             settings["epochs"],
             val_loader=_loader(_select(data.val, tasks), eval_bs, False),
+            overwrite=True,  # the runner decides reuse itself (settings in result.json)
         )
         seconds = time.perf_counter() - start
         if selector is not None:
@@ -333,7 +310,7 @@ class BenchmarkRunner:
         settings = self._settings()
         cache = self.out_dir / "baselines" / f"seed{seed}.json"
         if self.reuse and cache.exists():
-            saved = json.loads(cache.read_text())
+            saved = _read_json(cache) or {}
             if saved.get("settings") == settings:
                 return saved["metrics"], saved["val_metrics"]
         result, val_result = {}, {}
@@ -347,8 +324,7 @@ class BenchmarkRunner:
             result[name] = run.metrics[name]
             val_result[name] = run.val_metrics[name]
             self.log(f"  single-task {name} seed {seed}: {_short(run.metrics, self.benchmark)}")
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(
+        write_text(cache, json.dumps(
             {"settings": settings, "metrics": result, "val_metrics": val_result}, indent=2
         ))
         return result, val_result
@@ -358,26 +334,39 @@ class BenchmarkRunner:
         path = run_dir / "result.json"
         if not self.reuse or not path.exists():
             return None
-        saved = json.loads(path.read_text())
-        if saved.get("settings") != self._settings():
+        saved = _read_json(path)
+        if saved is None or saved.get("settings") != self._settings():
             return None
         return RunResult(**saved["run"])
 
     def _save_run(self, run: RunResult, run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         payload = {"settings": self._settings(), "run": run.__dict__}
-        (run_dir / "result.json").write_text(json.dumps(payload, indent=2))
+        write_text(run_dir / "result.json", json.dumps(payload, indent=2))
+
+    def check(self, methods: Sequence[str], archs: Sequence[str], tasks: dict) -> None:
+        """Every method, architecture and setting, checked before anything trains:
+        names, settings and their values, per-task values against the task names; each
+        method and architecture is built once (the data is loaded for that)."""
+        if not methods or not archs:
+            raise InvalidParameterError("give at least one method and one architecture")
+        names = list(tasks)
+        for method in methods:
+            name, kwargs = parse_method(method)
+            factory = balancing.method_class(name)
+            check_settings(factory, kwargs, f"method {method!r}")
+            check_task_settings(factory, kwargs, names, f"method {method!r}")
+            balancing.get(name, **kwargs)
+        backbone = self.benchmark.backbone(self.data)
+        for arch in archs:
+            models.get(arch, tasks=tasks, backbone=backbone)
 
     def run(
         self, methods: Sequence[str], archs: Sequence[str] = ("hard",), seeds: Sequence[int] = (0,)
     ) -> BenchmarkResults:
         """Every (arch, method) for every seed, with Δm against same-seed baselines."""
-        for method in methods:  # fail before training anything
-            name, _ = parse_method(method)
-            balancing.method_class(name)
-        for arch in archs:
-            models.builder(arch)
         tasks = self.benchmark.build_tasks(self.data)
+        self.check(methods, archs, tasks)  # fail before training anything
         directions = {
             name: {m: tasks[name].higher_is_better[m] for m in metrics}
             for name, metrics in self.benchmark.report.items()
@@ -408,6 +397,17 @@ class BenchmarkRunner:
                     )
         write_results(results, self.out_dir)
         return results
+
+
+def _read_json(path: Path) -> dict | None:
+    """A cached JSON file, or None (with a warning naming it) when it cannot be read:
+    the run is then redone rather than the benchmark stopped."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        warnings.warn(f"ignoring unreadable cache {path} ({error}); redoing it", stacklevel=3)
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _select(split: Split, tasks: dict) -> Split:

@@ -18,15 +18,35 @@ COMMANDS = ("bench", "list", "data", "plot", "toy", "affinity", "group", "pareto
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
+    from .. import __version__
+
     parser = argparse.ArgumentParser(
         prog="polytask", description="Deep multi-task learning: benchmarks and tools."
     )
+    parser.add_argument("--version", action="version", version=f"polytask {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name.replace('-', '_')}_cmd").add_parser(
             subparsers
         )
+    for sub in subparsers.choices.values():  # every option's help shows its default
+        sub.formatter_class = DefaultsHelpFormatter
     return parser
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to an option's help when it has a real default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" not in text and "default" not in text
+            and default is not None and default is not False
+            and default != argparse.SUPPRESS and action.option_strings
+        ):
+            text += " (default: %(default)s)"
+        return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import PolytaskError
+from ..errors import InvalidParameterError, PolytaskError
 from ..metrics.delta_m import DELTA_M_CONVENTIONS
 
 
@@ -30,18 +30,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--methods", default=None,
         help="comma-separated balancing methods; hyper-parameters as "
         "name:key=value (e.g. cagrad:c=0.4). Separate methods with ';' when a spec "
-        "holds commas.",
+        "holds commas. (default: ew)",
     )
-    p.add_argument("--arch", default=None, help="comma-separated architectures (default hard)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds, 0..N-1 (default 1)")
+    p.add_argument("--arch", default=None,
+                   help="comma-separated architectures, settings as name:key=value "
+                   "(default: hard)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="number of seeds, FIRST..FIRST+N-1 (default: 1)")
     p.add_argument(
         "--first-seed", type=int, default=0,
         help="seeds are FIRST..FIRST+N-1 (to spread seeds over processes sharing --out)",
     )
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the benchmark's)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--out", type=Path, default=None, help="output directory")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="batch size (default: the benchmark's)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default: the benchmark's)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: runs/NAME)")
     p.add_argument("--data-dir", "--data", dest="data_dir", type=Path, default=None,
                    help="where the data sets are (for nyuv2/cityscapes: the preprocessed "
                    "directory holding train/ and val/)")
@@ -53,7 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, default=None,
                    help="a local backbone weights file (the *-resnet50 presets' ResNet-50)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument(
         "--fresh", action="store_true",
@@ -96,6 +102,34 @@ def apply_config(args: argparse.Namespace) -> None:
             setattr(args, key, config.get(key, defaults.get(key)))
     if args.name is None:
         raise PolytaskError("give a benchmark name (or `name:` in --config)")
+    check_options(args)
+
+
+_POSITIVE_INTS = ("seeds", "epochs", "batch_size", "threads")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Reject values that would make a run do nothing or something else than asked."""
+    for key in _POSITIVE_INTS:
+        value = getattr(args, key, None)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise InvalidParameterError(
+                f"--{key.replace('_', '-')} must be a positive integer, got {value!r}"
+            )
+    if args.first_seed is not None and args.first_seed < 0:
+        raise InvalidParameterError(f"--first-seed must be >= 0, got {args.first_seed}")
+    if args.lr is not None and (not isinstance(args.lr, (int, float)) or not args.lr > 0
+                                or args.lr == float("inf")):
+        raise InvalidParameterError(f"--lr must be a positive number, got {args.lr!r}")
+    for key in ("methods", "arch"):
+        value = getattr(args, key)
+        if not isinstance(value, str) or not _split_methods(value):
+            raise InvalidParameterError(
+                f"--{key} names nothing ({value!r}); give at least one, e.g. "
+                + ("--methods ew" if key == "methods" else "--arch hard")
+            )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,8 +13,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _first_line(obj: object) -> str:
+    """The docstring's first paragraph on one line (never cut mid-sentence)."""
     doc = (getattr(obj, "__doc__", None) or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    paragraph = doc.split("\n\n")[0] if doc else ""
+    return " ".join(line.strip() for line in paragraph.splitlines())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -49,5 +50,5 @@ def load(path: Path, sig: str) -> dict[str, np.ndarray] | None:
             if "signature" not in z.files or str(z["signature"]) != sig:
                 return None
             return {k: z[k] for k in z.files if k != "signature"}
-    except (OSError, ValueError, EOFError):
-        return None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None  # truncated or damaged: the caller rebuilds it

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from .. import params
 from ..errors import PolytaskError
 from ..tasks import Task, as_task_dict
 
@@ -20,6 +22,16 @@ class MultiTaskModel(nn.Module):
     """
 
     task_names: tuple[str, ...] = ()
+    #: whether the architecture feeds a task's head the predictions its ``inputs_from``
+    #: names; the others reject such tasks rather than ignore the declaration
+    supports_inputs_from: ClassVar[bool] = False
+    #: constraints of the constructor's settings (:mod:`polytask.params`)
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Check every construction's settings (names and declared constraints)."""
+        super().__init_subclass__(**kwargs)
+        params.validate_on_init(cls)
 
     def __init__(self, tasks: Mapping[str, Task] | Iterable[Task] | None = None) -> None:
         """``tasks`` (a sequence or name -> Task mapping) sets ``tasks`` and
@@ -29,6 +41,19 @@ class MultiTaskModel(nn.Module):
         if tasks is not None:
             self.tasks = as_task_dict(tasks)
             self.task_names = tuple(self.tasks)
+            self._check_inputs_from()
+
+    def _check_inputs_from(self) -> None:
+        """Reject tasks with ``inputs_from`` on an architecture that cannot honour it."""
+        if self.supports_inputs_from:
+            return
+        readers = [n for n, t in self.tasks.items() if t.inputs_from]
+        if readers:
+            raise PolytaskError(
+                f"task(s) {readers} declare inputs_from (another task's prediction as "
+                f"input), which {type(self).__name__} does not support; use HardSharing, "
+                "or drop inputs_from"
+            )
 
     def on_epoch_start(self, epoch: int) -> None:
         """Called by the Trainer before each epoch (schedules such as AdaShare's

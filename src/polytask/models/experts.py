@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from .. import params
 from ..errors import PolytaskError
 from ..tasks import Task
 from .base import MultiTaskModel
@@ -78,6 +79,12 @@ class MMoE(MultiTaskModel):
         heads: optional ``{task: module}`` towers; missing ones are built from the specs.
         example_input: a sample batch, to infer sizes.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "num_experts": [params.Interval(params.Integral, 1, None)],
+        "in_features": [None, params.Interval(params.Integral, 1, None)],
+        "expert_out_features": [None, params.Interval(params.Integral, 1, None)],
+    }
 
     def __init__(
         self,
@@ -220,6 +227,13 @@ class DSelectK(MMoE):
         (other arguments as :class:`MMoE`)
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "num_nonzeros": [params.Interval(params.Integral, 1, None)],
+        "gamma": [params.Interval(params.Real, 0, None, closed="neither")],
+        "entropy_weight": [params.Interval(params.Real, 0, None)],
+        "per_example": ["boolean"],
+    }
+
     def __init__(
         self,
         make_expert: ExpertFactory,
@@ -341,6 +355,14 @@ class PLE(MultiTaskModel):
             D-vector to D; default ``Flatten, Linear(D, D), ReLU``).
         in_features / expert_out_features / heads / example_input: as :class:`MMoE`.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "num_levels": [params.Interval(params.Integral, 1, None)],
+        "num_shared_experts": [params.Interval(params.Integral, 0, None)],
+        "num_task_experts": [params.Interval(params.Integral, 0, None)],
+        "in_features": [None, params.Interval(params.Integral, 1, None)],
+        "expert_out_features": [None, params.Interval(params.Integral, 1, None)],
+    }
 
     def __init__(
         self,

@@ -79,6 +79,8 @@ class HardSharing(MultiTaskModel):
         example_input: a sample batch to infer the representation size.
     """
 
+    supports_inputs_from = True
+
     def __init__(
         self,
         encoder: nn.Module,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from .. import params
 from ..errors import PolytaskError, ShapeMismatchError
 from ..tasks import Task
 from .base import MultiTaskModel
@@ -72,6 +73,11 @@ class Sluice(MultiTaskModel):
         orthogonality_weight: weight of the subspace orthogonality penalty.
         out_features / heads / example_input: as :class:`CrossStitch`.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "num_subspaces": [params.Interval(params.Integral, 1, None)],
+        "orthogonality_weight": [params.Interval(params.Real, 0, None)],
+    }
 
     def __init__(
         self,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from .. import params
 from ..errors import PolytaskError
 from ..tasks import Task, as_task_dict
 from .base import MultiTaskModel
@@ -83,6 +84,11 @@ class SoftSharing(MultiTaskModel):
         encoder_out_features / heads / example_input: as :class:`HardSharing`.
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "penalty": [params.Options(PENALTIES)],
+        "penalty_weight": [params.Interval(params.Real, 0, None)],
+    }
+
     def __init__(
         self,
         make_encoder: Callable[[], nn.Module],
@@ -94,7 +100,7 @@ class SoftSharing(MultiTaskModel):
         heads: Mapping[str, nn.Module] | None = None,
         example_input: Tensor | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(tasks)  # checks the task set (inputs_from is not supported)
         if penalty not in PENALTIES:
             raise PolytaskError(f"unknown penalty {penalty!r}; available: {PENALTIES}")
         self.tasks = as_task_dict(tasks)

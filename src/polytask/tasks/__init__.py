@@ -2,7 +2,7 @@
 (per-pixel) ``Segmentation``, ``Depth``, ``SurfaceNormal``, ``PixelBinary``."""
 
 from .base import MISSING_CLASS, Binary, Custom, Multiclass, MultiLabel, Regression, Task
-from .collection import as_task_dict
+from .collection import as_task_dict, check_batch_keys, compute_losses
 from .dense import DenseTask, Depth, PixelBinary, Segmentation, SurfaceNormal, dense_head, is_dense
 from .reconstruction import Reconstruction, add_input_target
 from .standardized import StandardizedRegression
@@ -26,4 +26,6 @@ __all__ = [
     "as_task_dict",
     "dense_head",
     "is_dense",
+    "check_batch_keys",
+    "compute_losses",
 ]

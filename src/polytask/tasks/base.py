@@ -8,6 +8,7 @@ task gives a loss of exactly zero that still belongs to the graph.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -77,8 +78,15 @@ class Task:
         raise NotImplementedError
 
     def predict(self, output: Tensor) -> Tensor:
-        """The head's raw output in canonical form (values, probabilities or logits)."""
+        """The head's output in canonical form (values or probabilities), what the
+        metrics and ``inputs_from`` read."""
         return output
+
+    def prediction(self, output: Tensor) -> Tensor:
+        """The prediction a user reads, in the task's natural form and shape: values
+        for regression, probabilities for classification (see
+        :func:`polytask.training.predict`). Metric objects take it as it is."""
+        return self.predict(output)
 
     def metrics(self) -> dict[str, Metric]:
         """Fresh streaming metrics for this task, by name."""
@@ -190,6 +198,11 @@ class Regression(Task):
     def _missing(self, target: Tensor) -> Tensor:
         return torch.isnan(target)
 
+    def prediction(self, output: Tensor) -> Tensor:
+        """The predicted values: (N,) for ``dim=1``, else (N, dim)."""
+        n = output.shape[0]
+        return output.reshape(n) if self.dim == 1 else output.reshape(n, self.dim)
+
     def _elementwise_loss(self, output: Tensor, target: Tensor) -> Tensor:
         if self.loss_type == "mse":
             return (output - target) ** 2
@@ -205,12 +218,46 @@ class Regression(Task):
         return {"mae": MeanAbsoluteError(), "rmse": RootMeanSquaredError()}
 
 
+NEGATIVE_LABELS = (0, -1)
+
+
+def _binary_target(task: Task, target: Tensor) -> Tensor:
+    """The target as floats in [0, 1] (NaN and -1 missing), mapping ±1 labels when
+    the task declares ``negative_label=-1``."""
+    target = _as_float_target(task, target)
+    negative = task.negative_label  # type: ignore[attr-defined]
+    if negative not in NEGATIVE_LABELS:
+        raise ValueError(
+            f"task {task.name!r}: negative_label must be 0 or -1, got {negative!r}"
+        )
+    if negative == -1:
+        present = ~torch.isnan(target)
+        values = target[present]
+        bad = (values < -1) | (values > 1)
+        if values.numel() and bool(bad.any()):
+            raise LabelRangeError(
+                f"task {task.name!r}: label {values[bad][0].item()} outside [-1, 1] (labels "
+                "are -1 and +1 with negative_label=-1; missing labels are NaN or a mask)"
+            )
+        target = (target + 1) / 2  # -1 -> 0, +1 -> 1, NaN stays NaN
+    return target
+
+
 def _check_binary_values(task: Task, target: Tensor, labeled: Tensor) -> None:
     values = target[labeled]
     if values.numel() and bool(((values < 0) | (values > 1)).any()):
         bad = values[(values < 0) | (values > 1)][0].item()
         raise LabelRangeError(
-            f"task {task.name!r}: label {bad} outside [0, 1] (missing labels are NaN or -1)"
+            f"task {task.name!r}: label {bad} outside [0, 1] (missing labels are NaN or -1; "
+            "for labels in {-1, +1} declare negative_label=-1)"
+        )
+    if task.negative_label == 0 and values.numel() and bool((target == -1).any()) \
+            and not bool((values == 0).any()):  # type: ignore[attr-defined]
+        warnings.warn(
+            f"task {task.name!r}: this batch has labels 1 and -1 but no 0; -1 means a "
+            "missing label here. If your labels are -1/+1, declare "
+            f"{type(task).__name__}({task.name!r}, negative_label=-1)",
+            RuntimeWarning, stacklevel=5,
         )
 
 
@@ -218,11 +265,15 @@ def _check_binary_values(task: Task, target: Tensor, labeled: Tensor) -> None:
 class Binary(Task):
     """A yes/no target: 0 or 1 (soft labels in [0, 1] allowed).
 
-    The head outputs one logit. Missing label: NaN or -1. Loss: binary cross-entropy
-    (optional ``pos_weight``). Metrics: accuracy, AUC and F1 (higher is better).
+    The head outputs one logit. Missing label: NaN or -1. Labels in {-1, +1}: declare
+    ``negative_label=-1`` (then only NaN, or a mask, marks a missing label); with the
+    default ``negative_label=0``, a batch with 1 and -1 but no 0 warns. Loss: binary
+    cross-entropy (optional ``pos_weight``). Metrics: accuracy, AUC and F1 (higher is
+    better).
     """
 
     pos_weight: float | None = None
+    negative_label: int = 0
     kind = "binary"
 
     @property
@@ -241,9 +292,11 @@ class Binary(Task):
                 f"task {self.name!r}: target {tuple(target.shape)} does not fit a binary task "
                 f"(expected ({n},))"
             )
-        return output.reshape(n), _as_float_target(self, target).reshape(n)
+        return output.reshape(n), _binary_target(self, target).reshape(n)
 
     def _missing(self, target: Tensor) -> Tensor:
+        if self.negative_label == -1:
+            return torch.isnan(target)
         return torch.isnan(target) | (target == -1)
 
     def _check_labels(self, target: Tensor, labeled: Tensor) -> None:
@@ -259,6 +312,10 @@ class Binary(Task):
 
     def predict(self, output: Tensor) -> Tensor:
         return torch.sigmoid(output)
+
+    def prediction(self, output: Tensor) -> Tensor:
+        """The probability of the positive class, (N,)."""
+        return torch.sigmoid(output.reshape(output.shape[0]))
 
     def metrics(self) -> dict[str, Metric]:
         return {"accuracy": Accuracy(), "auc": AUC(), "f1": F1()}
@@ -319,6 +376,10 @@ class Multiclass(Task):
             output, target, reduction="none", label_smoothing=self.label_smoothing
         )
 
+    def predict(self, output: Tensor) -> Tensor:
+        """Class probabilities (softmax of the logits), (N, C)."""
+        return torch.softmax(output, dim=-1)
+
     def metrics(self) -> dict[str, Metric]:
         return {
             "accuracy": Accuracy(multiclass=True),
@@ -330,11 +391,13 @@ class Multiclass(Task):
 class MultiLabel(Task):
     """Several independent yes/no labels per sample: a (N, num_labels) 0/1 target.
 
-    Missing label: NaN or -1, per entry. Loss: binary cross-entropy averaged over
-    labeled entries. Metrics: accuracy (mean over labels), macro AUC and macro F1.
+    Missing label: NaN or -1, per entry (labels in {-1, +1}: ``negative_label=-1``, as
+    for :class:`Binary`). Loss: binary cross-entropy averaged over labeled entries.
+    Metrics: accuracy (mean over labels), macro AUC and macro F1.
     """
 
     num_labels: int = 2
+    negative_label: int = 0
     kind = "multilabel"
 
     @property
@@ -354,9 +417,11 @@ class MultiLabel(Task):
                 f"task {self.name!r}: target {tuple(target.shape)} does not fit "
                 f"{self.num_labels} labels (expected {expected})"
             )
-        return output, _as_float_target(self, target)
+        return output, _binary_target(self, target)
 
     def _missing(self, target: Tensor) -> Tensor:
+        if self.negative_label == -1:
+            return torch.isnan(target)
         return torch.isnan(target) | (target == -1)
 
     def _check_labels(self, target: Tensor, labeled: Tensor) -> None:

@@ -5,6 +5,7 @@ from .batches import MultiTaskDataset, batch_loader, split_batch
 from .callbacks import Callback, CSVLogger, TensorBoardLogger
 from .optim import param_groups
 from .plotting import plot_run
+from .predict import predict
 from .seeding import seed_everything
 from .trainer import Trainer
 
@@ -18,6 +19,7 @@ __all__ = [
     "batch_loader",
     "param_groups",
     "plot_run",
+    "predict",
     "seed_everything",
     "split_batch",
 ]

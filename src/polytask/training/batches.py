@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
-from ..errors import PolytaskError, TargetMissingError
+from ..errors import PolytaskError
+from ..tasks import check_batch_keys
 
 
 def split_batch(batch: Any) -> tuple[Any, Mapping[str, Tensor], Mapping[str, Tensor]]:
@@ -38,14 +39,14 @@ def split_batch(batch: Any) -> tuple[Any, Mapping[str, Tensor], Mapping[str, Ten
     )
 
 
-def check_targets(task_names: Sequence[str], targets: Mapping[str, Tensor]) -> None:
-    """Raise naming the task whose target is missing and the keys present."""
-    for name in task_names:
-        if name not in targets:
-            raise TargetMissingError(
-                f"the batch has no target for task {name!r}; target keys present: "
-                f"{sorted(targets)}"
-            )
+def check_targets(
+    task_names: Sequence[str],
+    targets: Mapping[str, Tensor],
+    masks: Mapping[str, Tensor] | None = None,
+) -> None:
+    """Raise naming the task whose target is missing and the keys present, or a mask
+    key that names no task (:func:`polytask.tasks.check_batch_keys`)."""
+    check_batch_keys(task_names, targets, masks)
 
 
 def to_device(value: Any, device: torch.device) -> Any:

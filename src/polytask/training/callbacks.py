@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..atomic import write_atomic
+
 if TYPE_CHECKING:
     from .trainer import Trainer
 
@@ -61,10 +63,14 @@ class _CSVWriter:
         self.rows = [r for r in self.rows if keep(r)]
 
     def flush(self) -> None:
-        with self.path.open("w", newline="") as f:
+        """Rewrite the file atomically (a crash never leaves half a CSV)."""
+
+        def write(f: Any) -> None:
             writer = csv.DictWriter(f, fieldnames=self.fields)
             writer.writeheader()
             writer.writerows(self.rows)
+
+        write_atomic(self.path, write, binary=False)
 
 
 class CSVLogger(Callback):

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..balancing import Balancer
+from .. import params
+from ..balancing import Balancer, method_class
 from ..balancing import get as get_balancer
 from ..balancing.penalty import attach as attach_penalty
-from ..errors import PolytaskError
+from ..errors import CheckpointError, PolytaskError
 from ..models import MultiTaskModel
+from ..params import check_task_settings, parse_spec
 from ..tasks import Task, as_task_dict
 from .batches import check_targets, split_batch, to_device
 from .callbacks import Callback, CSVLogger, TensorBoardLogger, tensorboard_available
+from .checkpoints import load_checkpoint_file, prepare_run_dir, save_checkpoint_file
+from .predict import labeled_samples
+from .predict import predict as predict_outputs
 from .seeding import rng_state, seed_everything, set_rng_state
 
 Metrics = dict[str, dict[str, float]]
@@ -44,11 +50,14 @@ class Trainer:
         model: a :class:`~polytask.models.MultiTaskModel` (or any module returning
             ``{task: output}``; then give ``shared_params``).
         tasks: the task specs (sequence or name -> Task mapping).
-        balancer: a :class:`~polytask.balancing.Balancer` or a registered name.
+        balancer: a :class:`~polytask.balancing.Balancer`, a registered name, or a spec
+            ``"name:key=value,..."`` as on the command line (``"cagrad:c=0.4"``).
         optimizer: an optimizer over the model's parameters, or a factory
             ``params -> optimizer``; default Adam(lr=1e-3). The balancer's own
-            learnable parameters (``balancer.extra_parameters()``) are added as a
-            parameter group when the Trainer builds the optimizer.
+            learnable parameters (``balancer.extra_parameters()``, e.g. UW's
+            log-variances) are always stepped: given to the factory as a parameter
+            group, or added to a ready optimizer as a new group (its defaults) when it
+            lacks them.
         device: default CUDA when available, else CPU.
         log_dir: where ``steps.csv``, ``epochs.csv``, checkpoints (``last.pt``,
             ``best.pt``) and TensorBoard logs (when installed) go; None: nothing written.
@@ -62,6 +71,14 @@ class Trainer:
         progress: show a progress bar.
         shared_params: override ``model.shared_parameters()``.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "seed": [None, params.Integral],
+        "monitor": [str],
+        "grad_clip": [None, params.Interval(params.Real, 0, None, closed="neither")],
+        "train_metrics": ["boolean"],
+        "progress": ["boolean"],
+    }
 
     def __init__(
         self,
@@ -80,13 +97,22 @@ class Trainer:
         progress: bool = True,
         shared_params: Iterable[Tensor] | None = None,
     ) -> None:
+        params.check_settings(Trainer, {
+            "seed": seed, "monitor": monitor, "grad_clip": grad_clip,
+            "train_metrics": train_metrics, "progress": progress,
+        })
         self.tasks = as_task_dict(tasks)
         self.task_names = list(self.tasks)
         self.device = torch.device(
             device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
         )
         self.model = model.to(self.device)
-        self.balancer = get_balancer(balancer) if isinstance(balancer, str) else balancer
+        if isinstance(balancer, str):  # a name or "name:key=value" spec, as on the CLI
+            name, settings = parse_spec(balancer)
+            check_task_settings(method_class(name), settings, self.task_names,
+                                f"method {balancer!r}")
+            balancer = get_balancer(name, **settings)
+        self.balancer = balancer
         self.balancer = attach_penalty(self.balancer, model)  # architecture penalties, if any
         self.balancer.to(self.device)
         if shared_params is not None:
@@ -104,6 +130,7 @@ class Trainer:
                 groups.append({"params": extra})
             optimizer = factory(groups)
         self.optimizer = optimizer
+        self._include_extra_parameters(extra)
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.callbacks = list(callbacks)
         if self.log_dir is not None:
@@ -123,6 +150,14 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
 
     # -- configuration ----------------------------------------------------------------
+    def _include_extra_parameters(self, extra: list[Tensor]) -> None:
+        """Add the balancer's learnable parameters the optimizer lacks (a user-built
+        optimizer over ``model.parameters()`` would leave them at their start)."""
+        held = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+        missing = [p for p in extra if id(p) not in held]
+        if missing:
+            self.optimizer.add_param_group({"params": missing})
+
     def _monitor_direction(self, monitor: str) -> bool:
         if monitor == "loss":
             return False
@@ -154,7 +189,7 @@ class Trainer:
     def train_step(self, batch: Any) -> tuple[dict[str, Tensor], Any, dict, dict]:
         """Forward, losses, balancer backward and optimizer step on one batch."""
         inputs, targets, masks = split_batch(batch)
-        check_targets(self.task_names, targets)
+        check_targets(self.task_names, targets, masks)
         inputs, targets, masks = (to_device(v, self.device) for v in (inputs, targets, masks))
         outputs = self.model(inputs)
         _check_outputs(outputs, self.task_names)
@@ -190,13 +225,23 @@ class Trainer:
         epochs: int,
         val_loader: Iterable | None = None,
         resume: bool = False,
+        overwrite: bool = False,
     ) -> list[dict[str, Any]]:
         """Train for ``epochs`` epochs (in total, counting resumed ones).
 
-        With ``resume=True`` and a ``last.pt`` in ``log_dir``, training continues from
-        it and ends exactly where an uninterrupted run would. Returns the history:
-        one dict per epoch with ``train`` and ``val`` logs.
+        With ``resume=True`` training continues from ``log_dir/last.pt`` (which must
+        exist) and ends exactly where an uninterrupted run would. A ``log_dir`` that
+        already holds a run is never overwritten silently: give ``resume=True``,
+        ``overwrite=True`` (its checkpoints and logs are removed first) or a new
+        directory. Returns the history: one dict per epoch with ``train`` and ``val``
+        logs.
         """
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+            raise PolytaskError(f"epochs must be a positive int, got {epochs!r}")
+        if self.log_dir is not None:
+            prepare_run_dir(self.log_dir, resume=resume, overwrite=overwrite)
+        elif resume:
+            raise PolytaskError("resume=True needs a log_dir")
         if self.seed is not None:
             seed_everything(self.seed)
         self.balancer.attach(
@@ -204,10 +249,7 @@ class Trainer:
             tasks=self.tasks, primary=self.main_tasks, device=self.device,
         )
         if resume:
-            if self.log_dir is None:
-                raise PolytaskError("resume=True needs a log_dir")
-            if (self.log_dir / "last.pt").exists():
-                self.load_checkpoint(self.log_dir / "last.pt")
+            self.load_checkpoint(self.log_dir / "last.pt")
         for cb in self.callbacks:
             cb.on_fit_start(self)
         for epoch in range(self.epochs_done, epochs):
@@ -240,7 +282,8 @@ class Trainer:
     def _train_epoch(self, loader: Iterable, epoch: int, epochs: int) -> dict[str, float]:
         self.model.train()
         k = len(self.task_names)
-        loss_sum = torch.zeros(k, dtype=torch.float64)
+        loss_sum = torch.zeros(k, dtype=torch.float64)  # Σ batch loss × labeled samples
+        labeled_sum = torch.zeros(k, dtype=torch.float64)
         weight_sum = torch.zeros(k, dtype=torch.float64)
         batches = 0
         metrics = {n: t.metrics() for n, t in self.tasks.items()} if self.train_metrics else None
@@ -251,7 +294,12 @@ class Trainer:
             losses, result, outputs, (targets, masks) = self.train_step(batch)
             values = torch.stack([losses[n].detach() for n in self.task_names]).double().cpu()
             weights = torch.tensor([result.weights.get(n, 1.0) for n in self.task_names])
-            loss_sum += values
+            counts = torch.tensor(
+                [labeled_samples(t, outputs[n], targets[n], masks.get(n))
+                 for n, t in self.tasks.items()], dtype=torch.float64,
+            )
+            loss_sum += values * counts
+            labeled_sum += counts
             weight_sum += weights.double()
             batches += 1
             self.global_step += 1
@@ -269,10 +317,15 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_step_end(self, self.global_step, record)
             if self.progress and batches % 20 == 0:
-                bar.set_postfix(loss=f"{float(loss_sum.sum()) / batches:.4f}")
+                mean = loss_sum / labeled_sum.clamp(min=1.0)
+                bar.set_postfix(loss=f"{float(mean.sum()):.4f}")
         if batches == 0:
             raise PolytaskError("the training loader yielded no batch")
-        logs = {f"loss/{n}": float(loss_sum[i] / batches) for i, n in enumerate(self.task_names)}
+        # the mean over labeled samples: batches without a label for a task do not count
+        logs = {
+            f"loss/{n}": float(loss_sum[i] / labeled_sum[i]) if labeled_sum[i] else math.nan
+            for i, n in enumerate(self.task_names)
+        }
         logs.update(
             {f"weight/{n}": float(weight_sum[i] / batches) for i, n in enumerate(self.task_names)}
         )
@@ -291,13 +344,12 @@ class Trainer:
         count = dict.fromkeys(self.task_names, 0)
         for batch in loader:
             inputs, targets, masks = split_batch(batch)
-            check_targets(self.task_names, targets)
+            check_targets(self.task_names, targets, masks)
             inputs, targets, masks = (to_device(v, self.device) for v in (inputs, targets, masks))
             outputs = self.model(inputs)
             _check_outputs(outputs, self.task_names)
             for name, task in self.tasks.items():
-                _, _, labeled = task.prepare(outputs[name], targets[name], masks.get(name))
-                n_labeled = int(labeled.reshape(labeled.shape[0], -1).any(dim=1).sum())
+                n_labeled = labeled_samples(task, outputs[name], targets[name], masks.get(name))
                 if n_labeled:
                     loss = task.loss(outputs[name], targets[name], masks.get(name))
                     loss_sum[name] += float(loss) * n_labeled
@@ -310,6 +362,15 @@ class Trainer:
             results[name]["loss"] = loss_sum[name] / count[name] if count[name] else math.nan
         return results
 
+    @torch.no_grad()
+    def predict(self, data: Any) -> dict[str, Tensor]:
+        """Each task's predictions in its natural form, ``{task: tensor}`` on the CPU:
+        probabilities for binary (N,), multiclass (N, C) and multi-label (N, L) tasks,
+        values for regression ((N,) or (N, dim)). ``data`` is one input batch or an
+        iterable of batches (inputs alone, or ``(inputs, targets[, masks])`` tuples and
+        dicts, whose targets are ignored). See :func:`polytask.training.predict`."""
+        return predict_outputs(self.model, self.tasks, data, device=self.device)
+
     @staticmethod
     def _flatten(results: Metrics) -> dict[str, float]:
         flat = {}
@@ -321,8 +382,20 @@ class Trainer:
 
     def _update_best(self, logs: dict[str, Any], epoch: int) -> bool:
         split = logs.get("val", logs["train"])
+        where = "validation" if "val" in logs else "training"
         if self.monitor == "loss":
-            score = sum(split[f"loss/{n}"] for n in self.main_tasks)
+            values = {n: split[f"loss/{n}"] for n in self.main_tasks}
+            unlabeled = [n for n, v in values.items() if math.isnan(v)]
+            if unlabeled and len(unlabeled) < len(values):
+                warnings.warn(
+                    f"task(s) {unlabeled} have no labeled sample in the {where} data: the "
+                    "monitored loss (which picks best.pt) leaves them out",
+                    RuntimeWarning, stacklevel=3,
+                )
+            score = (
+                sum(v for v in values.values() if not math.isnan(v))
+                if len(unlabeled) < len(values) else math.nan
+            )
         else:
             if self.monitor not in split:
                 raise PolytaskError(
@@ -331,6 +404,12 @@ class Trainer:
                 )
             score = split[self.monitor]
         if math.isnan(score):
+            warnings.warn(
+                f"epoch {epoch}: the monitored value {self.monitor!r} is NaN on the {where} "
+                "data (no labeled sample, or a metric undefined there): best.pt is not "
+                "updated",
+                RuntimeWarning, stacklevel=3,
+            )
             return False
         better = (
             self.best_score is None
@@ -368,21 +447,35 @@ class Trainer:
         set_rng_state(state["rng"])
 
     def save_checkpoint(self, path: str | Path) -> None:
-        """Write :meth:`state_dict` to ``path``."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(path)
+        """Write :meth:`state_dict` to ``path`` atomically (a temporary file unique to
+        this process, then a rename). The file holds tensors and plain Python data
+        only: ``torch.load(path, weights_only=True)`` reads it."""
+        save_checkpoint_file(self.state_dict(), path)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Resume from a checkpoint written by :meth:`save_checkpoint`."""
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.load_state_dict(state)
+        """Resume from a checkpoint written by :meth:`save_checkpoint` (loaded with
+        ``weights_only=True``; a missing or damaged file raises naming it)."""
+        state = load_checkpoint_file(path, self.device)
+        try:
+            self.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise CheckpointError(
+                f"{path}: does not fit this Trainer's model, optimizer or balancer: {error}"
+            ) from error
 
     def load_best(self) -> None:
         """Load the model weights of the best epoch (needs ``log_dir``)."""
-        if self.log_dir is None or not (self.log_dir / "best.pt").exists():
-            raise PolytaskError("no best checkpoint: train with a log_dir first")
-        state = torch.load(self.log_dir / "best.pt", map_location=self.device, weights_only=False)
+        if self.log_dir is None:
+            raise PolytaskError("no best checkpoint: this Trainer has no log_dir")
+        path = self.log_dir / "best.pt"
+        if not path.exists():
+            if self.epochs_done:
+                raise CheckpointError(
+                    f"no {path}: the monitored value {self.monitor!r} was never finite in "
+                    f"{self.epochs_done} epoch(s) (a task without labeled validation "
+                    "samples, or a metric undefined there); load last.pt instead "
+                    "(trainer.load_checkpoint) or choose another monitor"
+                )
+            raise CheckpointError(f"no {path}: call fit() first")
+        state = load_checkpoint_file(path, self.device)
         self.model.load_state_dict(state["model"])

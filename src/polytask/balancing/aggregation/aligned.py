@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor
 
+from ... import params
 from ..base import GradientAggregator
 from ..registry import register
 from ._common import to_weights
@@ -31,6 +32,11 @@ class AlignedMTL(GradientAggregator):
     Degenerate inputs: the rank is cut at ``λ_max · K · 1.2e-7`` (float32 precision,
     as in the authors' code); all-zero gradients give the zero update.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "scale": [params.Options(SCALES)],
+        "preferences": [None, params.PerTask(params.Interval(params.Real, 0, None))],
+    }
 
     gramian_based = True
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor
 
+from ... import params
 from ..base import GradientAggregator
 from ..registry import register
 from ._common import to_weights
@@ -105,6 +106,11 @@ class CAGrad(GradientAggregator):
     """
 
     properties = ("cagrad",)
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "c": [params.Interval(params.Real, 0, None)],
+        "rescale": [params.Options((0, 1, 2))],
+        "max_iter": [params.Interval(params.Integral, 1, None)],
+    }
 
     gramian_based = True
     restrict_to_live = True

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ... import params
 from ..base import BalanceContext, GradientAggregator
 from ..registry import register
 from ._common import to_weights
@@ -107,6 +108,12 @@ class NashMTL(_FairBase):
 
     properties = ("nash",)
     scaling = "invariant"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "update_weights_every": [params.Interval(params.Integral, 1, None)],
+        "max_norm": [params.Interval(params.Real, 0, None)],
+        "normalize": ["boolean"],
+        "max_iter": [params.Interval(params.Integral, 1, None)],
+    }
 
     _name = "Nash-MTL"
 
@@ -175,6 +182,12 @@ class FairGrad(_FairBase):
 
     properties = ("fair",)
     scaling = "none"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "alpha": [params.Interval(params.Real, 0, None, closed="neither")],
+        "max_norm": [params.Interval(params.Real, 0, None)],
+        "max_iter": [params.Interval(params.Integral, 1, None)],
+        "scale_by_tasks": ["boolean"],
+    }
 
     _name = "FairGrad"
     default_task_gradients = "raw"

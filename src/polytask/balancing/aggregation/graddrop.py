@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from ... import params
 from ..base import GradientAggregator
 from ..registry import register
 
@@ -44,6 +45,10 @@ class GradDrop(GradientAggregator):
     random = True
 
     default_task_gradients = "raw"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "leak": [params.Interval(params.Real, 0, 1)],
+        "seed": [None, params.Integral],
+    }
 
     def __init__(self, leak: float = 0.0, path: str = "representation",
                  seed: int | None = None, **engine_options: Any) -> None:

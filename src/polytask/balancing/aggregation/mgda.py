@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor
 
+from ... import params
 from ..base import GradientAggregator
 from ..registry import register
 from ._common import to_weights
@@ -51,6 +52,13 @@ class MGDA(GradientAggregator):
     """
 
     properties = ("min_norm", "non_conflicting")
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "solver": [params.Options(("auto", "exact", "frank-wolfe"))],
+        "normalization": [params.Options(NORMALIZATIONS)],
+        "exact_max_tasks": [params.Interval(params.Integral, 1, None)],
+        "max_iter": [params.Interval(params.Integral, 1, None)],
+        "tol": [params.Interval(params.Real, 0, None, closed="neither")],
+    }
 
     gramian_based = True
     restrict_to_live = True

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from ... import params
 from ..base import GradientAggregator
 from ..registry import register
 from ._common import resize_buffers_on_load
@@ -57,6 +58,14 @@ class MoCo(GradientAggregator):
     scaling = "none"
 
     default_task_gradients = "raw"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "beta": [params.Interval(params.Real, 0, None)],
+        "beta_sigma": [params.Interval(params.Real, 0, None)],
+        "gamma": [params.Interval(params.Real, 0, None)],
+        "gamma_sigma": [params.Interval(params.Real, 0, None)],
+        "rho": [params.Interval(params.Real, 0, None)],
+        "normalization": [params.Options(("loss", "l2", "none"))],
+    }
 
     def __init__(self, beta: float = 0.5, beta_sigma: float = 0.5, gamma: float = 0.1,
                  gamma_sigma: float = 0.5, rho: float = 0.0, normalization: str = "loss",

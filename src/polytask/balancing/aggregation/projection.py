@@ -10,12 +10,13 @@ update is ``(Σ_i c_i)ᵀ J``: a weighted sum of the task gradients.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ... import params
 from ..base import GradientAggregator
 from ..registry import register
 from ._common import resize_buffers_on_load, seeded_rng, task_order, to_weights
@@ -47,6 +48,9 @@ class PCGrad(GradientAggregator):
     """
 
     random = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "seed": [None, params.Integral],
+    }
 
     gramian_based = True
     restrict_to_live = True
@@ -103,6 +107,10 @@ class GradVac(GradientAggregator):
     """
 
     random = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "beta": [params.Interval(params.Real, 0, 1)],
+        "seed": [None, params.Integral],
+    }
 
     gramian_based = True
     default_task_gradients = "raw"

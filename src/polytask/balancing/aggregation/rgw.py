@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from ... import params
 from ..base import BalanceContext, GradientAggregator
 from ..registry import register
 
@@ -36,6 +37,9 @@ class RGW(GradientAggregator):
     """
 
     random = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "distribution": [params.Options(DISTRIBUTIONS)],
+    }
 
     gramian_based = True
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor
 
+from ... import params
 from ..base import GradientAggregator
 from ..registry import register
 from ._common import to_weights
@@ -51,6 +52,9 @@ class UPGrad(GradientAggregator):
     """
 
     properties = ("non_conflicting",)
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "preferences": [None, params.PerTask(params.Interval(params.Real, 0, None))],
+    }
 
     gramian_based = True
     restrict_to_live = True
@@ -82,6 +86,9 @@ class DualProj(GradientAggregator):
     """
 
     properties = ("non_conflicting",)
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "preferences": [None, params.PerTask(params.Interval(params.Real, 0, None))],
+    }
 
     gramian_based = True
     restrict_to_live = True

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ... import params
 from ...errors import PolytaskError
 from ..base import BalanceContext, LossWeighting
 
@@ -42,6 +43,12 @@ class StatefulWeighting(LossWeighting):
     attributes (histories, inner optimizer) are checkpointed by the base class; those
     naming outside objects are listed in ``_transient_attrs`` and left out.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "tasks": ["no_validation"],
+        "lr": [None, params.Interval(params.Real, 0, None, closed="neither")],
+        "weight_decay": [params.Interval(params.Real, 0, None)],
+    }
 
     #: attributes that refer to outside objects and stay out of checkpoints
     _transient_attrs: tuple[str, ...] = ()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ... import params
 from ...errors import PolytaskError
 from .. import engine
 from ..base import BalanceContext, BalanceResult
@@ -57,6 +58,13 @@ class AutoLambda(StatefulWeighting):
     Jacobian, K×P memory) replace the usual one, plus one forward and one backward of
     the model on a validation batch (every ``update_every`` steps).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "weight_init": [float],
+        "meta_lr": [params.Interval(params.Real, 0, None, closed="neither")],
+        "update_every": [params.Interval(params.Integral, 1, None)],
+        "strategy": [params.Options(("loop", "batched"))],
+    }
 
     _has_parameters = True
     _transient_attrs = ("_model", "_val_loss", "_optimizer")

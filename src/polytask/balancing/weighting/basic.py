@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from ... import params
 from ...errors import PolytaskError
 from ..base import BalanceContext, LossWeighting
 from ..registry import register
@@ -35,6 +37,11 @@ class FixedWeighting(LossWeighting):
 
     Extra cost per step: none.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "weights": [None, params.PerTask(params.Interval(params.Real, 0, None))],
+        "**task_weights": [params.PerTask(params.Interval(params.Real, 0, None), scalar=True)],
+    }
 
     def __init__(
         self, weights: Mapping[str, float] | Sequence[float] | None = None, **task_weights: float

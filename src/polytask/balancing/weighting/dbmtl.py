@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor
 
+from ... import params
 from .. import engine
 from ..base import BalanceContext, BalanceResult, LossWeighting
 from ..registry import register
@@ -31,6 +34,13 @@ class DBMTL(LossWeighting):
     Extra cost per step: K backward passes over the shared parameters through the
     Jacobian engine, and K×P of state (the smoothed gradients).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "beta": [params.Interval(params.Real, 0, 1)],
+        "beta_sigma": [params.Interval(params.Real, 0, None)],
+        "eps": [params.Interval(params.Real, 0, None, closed="neither")],
+        "strategy": [params.Options(("loop", "batched"))],
+    }
 
     needs_shared_params = True
     reports_loss_weights = False

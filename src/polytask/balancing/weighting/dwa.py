@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from ... import params
 from ...errors import PolytaskError
 from ..base import BalanceContext
 from ..registry import register
@@ -38,6 +40,11 @@ class DynamicWeightAverage(StatefulWeighting):
 
     Extra cost per step: none (2K numbers of state).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "temperature": [params.Interval(params.Real, 0, None, closed="neither")],
+        "update": [params.Options(("epoch", "step"))],
+    }
 
 
     def __init__(self, temperature: float = 2.0, update: str = "epoch") -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor
 
+from ... import params
 from .. import engine
 from ..base import BalanceContext, BalanceResult, LossWeighting
 from ..registry import register
@@ -28,6 +31,11 @@ class ExcessMTL(LossWeighting):
     Extra cost per step: K backward passes over the shared parameters (Jacobian
     engine) and K×P of state (the accumulated squared gradients).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "step_size": [params.Interval(params.Real, 0, None, closed="neither")],
+        "strategy": [params.Options(("loop", "batched"))],
+    }
 
     needs_shared_params = True
 

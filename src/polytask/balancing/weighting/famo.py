@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ... import params
 from ...errors import PolytaskError
 from ..base import BalanceContext, BalanceResult
 from ..registry import register
@@ -49,6 +50,12 @@ class FAMO(StatefulWeighting):
     Extra cost per step: K logits and, under the Trainer, one extra forward pass
     (no backward) on the batch after the optimizer step.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "lr": [params.Interval(params.Real, 0, None, closed="neither")],
+        "gamma": [params.Interval(params.Real, 0, None)],
+        "eps": [params.Interval(params.Real, 0, None, closed="neither")],
+    }
 
     _has_parameters = True
     needs_losses_after_step = True

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor
 
+from ... import params
 from ..base import BalanceContext, LossWeighting
 from ..registry import register
 
@@ -24,6 +27,10 @@ class GeometricLossStrategy(LossWeighting):
     would make the product, and so every task's weight, vanish. ``eps`` keeps the
     logarithm finite for losses that are positive but tiny.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "eps": [params.Interval(params.Real, 0, None)],
+    }
 
     def __init__(self, eps: float = 1e-12) -> None:
         super().__init__()

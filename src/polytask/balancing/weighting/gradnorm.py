@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ... import params
 from ...errors import PolytaskError
 from .. import engine
 from ..base import BalanceContext, BalanceResult
@@ -71,6 +72,13 @@ class GradNorm(StatefulWeighting):
         strategy: the engine's Jacobian strategy ("loop" or "batched").
         min_weight: floor on a weight before renormalisation.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "alpha": [params.Interval(params.Real, 0, None)],
+        "layer": ["no_validation"],
+        "strategy": [params.Options(("loop", "batched"))],
+        "min_weight": [params.Interval(params.Real, 0, None)],
+    }
 
     needs_shared_params = True
     _has_parameters = True

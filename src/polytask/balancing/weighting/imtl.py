@@ -4,11 +4,12 @@ IMTL-G, whose rule lives in ``aggregation/imtl.py``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ... import params
 from ...errors import PolytaskError
 from .. import engine
 from ..aggregation.imtl import IMTLG
@@ -98,6 +99,11 @@ class IMTL(_LossScales):
     Extra cost per step: the engine's K per-task backward passes (over the shared
     parameters, or only down to the representation) and a K×K solve.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "path": [params.Options(PATHS)],
+        "strategy": [params.Options(("loop", "batched"))],
+    }
 
     needs_shared_params = True
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor
 
+from ... import params
 from ...errors import PolytaskError
 from ..base import BalanceContext, LossWeighting
 from ..registry import register
@@ -28,6 +31,11 @@ class RandomLossWeighting(LossWeighting):
 
     Extra cost per step: none (K random numbers).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "distribution": [params.Options(DISTRIBUTIONS)],
+        "seed": [None, params.Integral],
+    }
 
     def __init__(self, distribution: str = "normal", seed: int | None = None) -> None:
         super().__init__()

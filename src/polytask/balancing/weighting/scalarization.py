@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from ... import params
 from ...errors import PolytaskError
 from ..base import BalanceContext, LossWeighting
 from ..registry import register
@@ -32,6 +33,11 @@ class LinearScalarization(LossWeighting):
 
     Extra cost per step: none.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "weights": [None, params.PerTask(params.Interval(params.Real, 0, None))],
+        "scale": [params.Options(("tasks", "simplex"))],
+    }
 
     def __init__(
         self,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from ... import params
 from ...errors import PolytaskError
 from ..base import BalanceContext
 from ..registry import register
@@ -44,6 +46,13 @@ class SmoothTchebycheff(StatefulWeighting):
 
     Extra cost per step: none (K numbers of state).
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "mu": [params.Interval(params.Real, 0, None, closed="neither")],
+        "warmup_epochs": [params.Interval(params.Integral, 0, None)],
+        "preference": [None, params.PerTask(params.Interval(params.Real, 0, None))],
+        "eps": [params.Interval(params.Real, 0, None)],
+    }
 
 
     def __init__(

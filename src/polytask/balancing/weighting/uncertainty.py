@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from ... import params
 from ...errors import PolytaskError
 from ..base import BalanceContext
 from ..registry import register
@@ -15,6 +17,19 @@ from ._common import StatefulWeighting
 
 FORMS = ("regression", "classification")
 _REGRESSION_KINDS = ("regression", "dense_regression", "reconstruction")
+
+
+def _unknown_form(name: str) -> str:
+    """The regression form, loudly: with task names only, UW cannot tell a
+    classification task (whose form differs) from a regression one."""
+    warnings.warn(
+        f"UW: the kind of task {name!r} is unknown (a task name, not a Task object, and "
+        "no forms=): using the regression form. Give the Task objects (tasks=..., or "
+        "balancer.attach(tasks=...), as the Trainer does) or forms={task: form}.",
+        RuntimeWarning,
+        stacklevel=5,
+    )
+    return "regression"
 
 
 @register("uw")
@@ -47,6 +62,11 @@ class UncertaintyWeighting(StatefulWeighting):
         init: initial log-variance (0: every σ² = 1).
         lr: internal optimizer learning rate; None = the user's optimizer steps them.
     """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "forms": [None, params.Options(FORMS), Mapping],
+        "init": [float],
+    }
 
     _has_parameters = True
 
@@ -90,7 +110,7 @@ class UncertaintyWeighting(StatefulWeighting):
             elif isinstance(given, Mapping) and name in given:
                 form = given[name]
             else:
-                form = self._inferred.get(name, "regression")
+                form = self._inferred.get(name) or _unknown_form(name)
             if form not in FORMS:
                 raise PolytaskError(f"task {name!r}: unknown UW form {form!r}; choose from {FORMS}")
             result.append(form)
