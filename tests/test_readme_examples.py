@@ -34,7 +34,9 @@ def synthetic(n=64, seed=0):
 
 PLAIN_LOOP = readme_block("## In your own loop", 0)
 TRAINER = readme_block("## In your own loop", 1)
-METHODS = [m for m in pt.balancing.available() if m != "regularized"]  # a wrapper, below
+METHODS = [m for m in pt.balancing.available()  # regularized: a wrapper, below; pmtl: needs rays
+           if m != "regularized"
+           and "settings" not in getattr(pt.balancing.method_class(m), "requires", ())]
 
 
 def run_plain_loop(method: str) -> dict:

@@ -16,6 +16,7 @@ from polytask.balancing.aggregation import SolverWarning
 METHODS = sorted(
     n for n in B.available()
     if isinstance(B.method_class(n), type) and issubclass(B.method_class(n), GradientAggregator)
+    and not B.method_class(n).requires  # pmtl, epo: tested in tests/pareto
 )
 # methods documented to give the zero update on exactly opposite gradients (random
 # draws, and MoCo's tracking from zero, do not cancel them)

@@ -24,6 +24,7 @@ from polytask.balancing.aggregation import SolverWarning
 AGGREGATORS = sorted(
     n for n in B.available()
     if isinstance(B.method_class(n), type) and issubclass(B.method_class(n), GradientAggregator)
+    and not B.method_class(n).requires  # pmtl, epo: tested in tests/pareto
 )
 PROPERTY_NAMES = {"non_conflicting", "min_norm", "equal_projections", "equal_cosines", "nash",
                   "fair", "cagrad"}

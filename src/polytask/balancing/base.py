@@ -96,6 +96,12 @@ class Balancer(nn.Module):
     #: whether the method needs the same batch's losses after ``optimizer.step()``
     #: (given through :meth:`on_step_end`; the Trainer then does one extra forward)
     needs_losses_after_step: ClassVar[bool] = False
+    #: what a call needs beyond default settings and a Jacobian: "settings" (a setting
+    #: without a default, e.g. Pareto MTL's rays) and/or "losses" (the current losses,
+    #: which ``aggregate(J)`` alone does not give). Registry-wide tests that build a
+    #: method with its defaults or call ``aggregate`` on a bare Jacobian leave such a
+    #: method to its own tests.
+    requires: ClassVar[tuple[str, ...]] = ()
     #: constraints of the constructor's settings (:mod:`polytask.params`), merged
     #: along the class hierarchy and checked on construction
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}

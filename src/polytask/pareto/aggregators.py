@@ -67,6 +67,7 @@ class ParetoMTL(GradientAggregator):
     """
 
     gramian_based = True
+    requires = ("settings", "losses")
 
     def __init__(
         self,
@@ -234,6 +235,7 @@ class EPO(GradientAggregator):
     """
 
     gramian_based = True
+    requires = ("losses",)
 
     def __init__(
         self, pref: PreferenceLike | None = None, eps: float = 1e-4, **engine_options: Any

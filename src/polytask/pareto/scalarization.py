@@ -149,11 +149,30 @@ class Scalarization(LossWeighting):
         return type(self).function(losses, pref, ideal, **self.options)
 
     def combine(self, ctx: BalanceContext) -> tuple[Tensor, Tensor]:
-        values = ctx.loss_values.detach().double().requires_grad_(True)
-        with torch.enable_grad():
-            s = self.value(values, ctx.names)
-            (w,) = torch.autograd.grad(s, values)
-        w = w.to(ctx.losses[0].dtype)
+        # A dead task (loss exactly 0: no label in the batch) drops out: the
+        # scalarization runs on the live tasks with their preference renormalised,
+        # as it would for a problem without that task; the dead task's weight is 0.
+        live = ctx.live.cpu()
+        names = ctx.names
+        values = ctx.loss_values.detach().double()
+        w = torch.zeros(len(names), dtype=torch.float64)
+        if bool(live.any()):
+            idx = torch.nonzero(live).flatten()
+            pref = self.preference(names).double()
+            saved_pref, saved_ideal = self.pref, self.ideal
+            try:
+                if not bool(live.all()):
+                    self.pref = (pref[idx] / pref[idx].sum()).tolist()
+                    if saved_ideal is not None:
+                        self.ideal = [saved_ideal[i] for i in idx.tolist()]
+                sub = values.cpu()[idx].requires_grad_(True)
+                with torch.enable_grad():
+                    s = self.value(sub, [names[i] for i in idx.tolist()])
+                    (w_live,) = torch.autograd.grad(s, sub)
+            finally:
+                self.pref, self.ideal = saved_pref, saved_ideal
+            w[idx] = w_live
+        w = w.to(device=ctx.losses[0].device, dtype=ctx.losses[0].dtype)
         total = sum(wk * loss for wk, loss in zip(w, ctx.losses))
         return total, w
 
