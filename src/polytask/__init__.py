@@ -1,6 +1,7 @@
 """polytask: deep multi-task learning for PyTorch."""
 
 from . import balancing, benchmarks, data, metrics, models, tasks, training
+from . import multidataset
 from .balancing import Balancer, BalanceResult
 from .errors import PolytaskError
 from .metrics import delta_m
@@ -30,6 +31,7 @@ __all__ = [
     "delta_m",
     "metrics",
     "models",
+    "multidataset",
     "tasks",
     "training",
 ]

@@ -190,6 +190,9 @@ class Trainer:
             model=self.model, optimizer=self.optimizer, loader=train_loader,
             tasks=self.tasks, primary=self.main_tasks, device=self.device,
         )
+        attach_loader = getattr(train_loader, "attach_trainer", None)
+        if callable(attach_loader):  # loaders that check or follow the run (multidataset)
+            attach_loader(self)
         if resume:
             if self.log_dir is None:
                 raise PolytaskError("resume=True needs a log_dir")
