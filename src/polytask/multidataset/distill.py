@@ -146,8 +146,9 @@ def teacher_outputs(
 
     ``teachers[task]`` is a model returning ``{task: output}`` (a single-task model);
     it runs once per sample of the dataset ``loader`` maps ``task`` to, in eval mode.
-    Returns ``{task: predictions (N_d, ...)}`` in canonical form (``task.predict``:
-    probabilities for classification, values for regression), on the CPU.
+    Returns ``{task: predictions (N_d, ...)}``: class probabilities (softmax) for
+    multiclass tasks, ``task.predict`` otherwise (probabilities for binary, values for
+    regression), on the CPU.
     """
     specs = as_task_dict(tasks)
     out: dict[str, Tensor] = {}
@@ -172,7 +173,12 @@ def teacher_outputs(
             result = teacher(x)
             if not isinstance(result, Mapping) or task not in result:
                 raise PolytaskError(f"the teacher of task {task!r} returned no output for it")
-            chunks.append(specs[task].predict(result[task]).float().cpu())
+            spec = specs[task]
+            if isinstance(spec, Multiclass):  # predict() gives logits: probabilities here
+                pred = torch.softmax(result[task].float(), dim=-1)
+            else:
+                pred = spec.predict(result[task]).float()
+            chunks.append(pred.cpu())
         teacher.train(was_training)
         out[task] = torch.cat(chunks)
     return out
