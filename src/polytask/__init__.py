@@ -1,7 +1,6 @@
 """polytask: deep multi-task learning for PyTorch."""
 
-from . import balancing, benchmarks, data, metrics, models, tasks, training
-from . import multidataset
+from . import balancing, benchmarks, data, metrics, models, multidataset, tasks, training
 from .balancing import Balancer, BalanceResult
 from .errors import PolytaskError
 from .metrics import delta_m

@@ -5,7 +5,9 @@
 """
 
 from . import census_income, multimnist  # noqa: F401  (importing registers them)
+from . import mnist_fashion  # noqa: F401  (registers mnist+fashion)
 from .base import Benchmark, BenchmarkData, Split, available, get, register
+from .multidataset import MultiDatasetData, MultiDatasetRunner
 from .runner import (
     BenchmarkResults,
     BenchmarkRunner,
@@ -19,6 +21,8 @@ __all__ = [
     "BenchmarkData",
     "BenchmarkResults",
     "BenchmarkRunner",
+    "MultiDatasetData",
+    "MultiDatasetRunner",
     "Split",
     "available",
     "format_markdown",
@@ -26,4 +30,13 @@ __all__ = [
     "get",
     "parse_method",
     "register",
+    "runner_class",
 ]
+
+
+def runner_class(benchmark: Benchmark) -> type[BenchmarkRunner]:
+    """The runner a benchmark needs: :class:`MultiDatasetRunner` for multi-dataset ones
+    (``options["runner"] == "multidataset"``), else :class:`BenchmarkRunner`."""
+    if benchmark.options.get("runner") == "multidataset":
+        return MultiDatasetRunner
+    return BenchmarkRunner

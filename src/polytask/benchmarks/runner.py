@@ -325,13 +325,17 @@ class BenchmarkRunner:
         payload = {"settings": self._settings(), "run": run.__dict__}
         (run_dir / "result.json").write_text(json.dumps(payload, indent=2))
 
+    def check_method(self, spec: str) -> None:
+        """Raise (listing the alternatives) when ``spec`` names no balancing method."""
+        name, _ = parse_method(spec)
+        balancing.method_class(name)
+
     def run(
         self, methods: Sequence[str], archs: Sequence[str] = ("hard",), seeds: Sequence[int] = (0,)
     ) -> BenchmarkResults:
         """Every (arch, method) for every seed, with Δm against same-seed baselines."""
         for method in methods:  # fail before training anything
-            name, _ = parse_method(method)
-            balancing.method_class(name)
+            self.check_method(method)
         for arch in archs:
             models.builder(arch)
         tasks = self.benchmark.tasks()
