@@ -26,7 +26,6 @@ from polytask.models import Backbone
 from polytask.tasks import Multiclass, Regression
 
 
-
 def write_mnist_pickle(root, sizes):
     """The classic format: ((x, y), (x, y), (x, y)), x float32 (N, 784) = byte / 256."""
     rng = np.random.default_rng(0)

@@ -4,8 +4,11 @@
 :class:`BenchmarkRunner` trains methods and architectures on it and reports Δm.
 """
 
-from . import census_income, multimnist  # noqa: F401  (importing registers them)
-from . import mnist_fashion  # noqa: F401  (registers mnist+fashion)
+from . import (  # noqa: F401  (importing registers them)
+    census_income,
+    mnist_fashion,  # noqa: F401  (registers mnist+fashion)
+    multimnist,
+)
 from .base import Benchmark, BenchmarkData, Split, available, get, register
 from .multidataset import MultiDatasetData, MultiDatasetRunner
 from .runner import (
