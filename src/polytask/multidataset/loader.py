@@ -286,19 +286,26 @@ class _Datasets:
             inputs = {self.datasets[d].name: self.datasets[d].inputs[idx] for d, idx in parts}
         targets: dict[str, Tensor] = {}
         masks: dict[str, Tensor] = {}
+        offsets, total = [], 0
+        for _, idx in parts:
+            offsets.append(total)
+            total += len(idx)
+        where = {self.datasets[d].name: (j, d, idx) for j, (d, idx) in enumerate(parts)}
         for task in self.task_names:
-            t_chunks, m_chunks = [], []
+            j, d, idx = where.get(self.dataset_of[task], (None, None, None))
+            if j is not None and len(parts) == 1:  # the whole batch is its dataset's
+                targets[task] = self._target_chunk(self.datasets[d], task, idx, step)
+                masks[task] = torch.ones(total, dtype=torch.bool)
+                continue
             shape, dtype = self._template(task)
-            for d, idx in parts:
-                ds = self.datasets[d]
-                if task in ds.tasks:
-                    t_chunks.append(self._target_chunk(ds, task, idx, step))
-                    m_chunks.append(torch.ones(len(idx), dtype=torch.bool))
-                else:
-                    t_chunks.append(torch.zeros((len(idx), *shape), dtype=dtype))
-                    m_chunks.append(torch.zeros(len(idx), dtype=torch.bool))
-            targets[task] = t_chunks[0] if len(t_chunks) == 1 else torch.cat(t_chunks)
-            masks[task] = m_chunks[0] if len(m_chunks) == 1 else torch.cat(m_chunks)
+            target = torch.zeros((total, *shape), dtype=dtype)
+            mask = torch.zeros(total, dtype=torch.bool)
+            if j is not None:  # fill the rows of the one dataset that labels this task
+                rows = slice(offsets[j], offsets[j] + len(idx))
+                target[rows] = self._target_chunk(self.datasets[d], task, idx, step)
+                mask[rows] = True
+            targets[task] = target
+            masks[task] = mask
         return inputs, targets, masks
 
 
