@@ -1,6 +1,7 @@
 """polytask: deep multi-task learning for PyTorch."""
 
-from . import balancing, benchmarks, data, metrics, models, multidataset, tasks, training
+from . import balancing, benchmarks, data, metrics, models, tasks, training
+from . import multidataset as multidataset  # tasks from different datasets
 from .balancing import Balancer, BalanceResult
 from .errors import PolytaskError
 from .metrics import delta_m
