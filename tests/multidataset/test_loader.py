@@ -214,3 +214,20 @@ def test_dynamic_schedule_gets_validation_losses_from_the_trainer():
     assert latest == pytest.approx({"a": history[-1]["val"]["loss/a"],
                                     "b": history[-1]["val"]["loss/b"]})
     assert loader.epoch == 2
+
+
+def test_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
+    data = make_data()
+
+    def run(log_dir, epochs, resume=False):
+        loader = MultiDatasetLoader(data, 8, schedule="dynamic", mode="mixed", tasks=TASKS)
+        trainer = Trainer(model_for(), TASKS, progress=False, seed=0, log_dir=log_dir)
+        trainer.fit(loader, epochs, val_loader=PerDatasetLoader(data, 64), resume=resume)
+        return trainer, loader
+
+    full, full_loader = run(tmp_path / "full", 3)
+    run(tmp_path / "cut", 2)
+    resumed, resumed_loader = run(tmp_path / "cut", 3, resume=True)
+    for p, q in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q)
+    assert resumed_loader.schedule.state_dict() == full_loader.schedule.state_dict()
