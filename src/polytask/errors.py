@@ -31,3 +31,8 @@ class UnknownNameError(PolytaskError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class MissingExtraError(PolytaskError, ImportError):
+    """An optional dependency is not installed; the message names the command that
+    installs it (e.g. RDKit for the molecule benchmarks)."""

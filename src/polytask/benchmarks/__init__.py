@@ -4,7 +4,7 @@
 :class:`BenchmarkRunner` trains methods and architectures on it and reports Δm.
 """
 
-from . import census_income, multimnist  # noqa: F401  (importing registers them)
+from . import census_income, moleculeace, multimnist, yeast  # noqa: F401  (importing registers them)
 from . import mnist_fashion as _mnist_fashion  # noqa: F401  (registers mnist+fashion)
 from .base import Benchmark, BenchmarkData, Split, available, get, register
 from .multidataset import MultiDatasetData, MultiDatasetRunner

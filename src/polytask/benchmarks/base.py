@@ -45,6 +45,9 @@ class Benchmark:
         epochs, batch_size, lr, weight_decay: training defaults.
         fetch_name: the name ``polytask data get`` takes to obtain the data (None: bundled).
         reference: published numbers for this setting, ``{source: {task/metric: value}}``.
+        fit_tasks: ``(data) -> tasks`` for benchmarks whose task specs depend on the
+            training split (targets standardised with its mean and std); see
+            :meth:`build_tasks`.
     """
 
     name: str
@@ -60,6 +63,14 @@ class Benchmark:
     fetch_name: str | None = None
     reference: dict[str, dict[str, float]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    fit_tasks: Callable[[BenchmarkData], dict[str, Task]] | None = None
+
+    def build_tasks(self, data: BenchmarkData | None = None) -> dict[str, Task]:
+        """The task specs, fitted to ``data``'s training split where the benchmark says
+        so (``fit_tasks``), else :attr:`tasks`."""
+        if self.fit_tasks is not None and data is not None:
+            return self.fit_tasks(data)
+        return self.tasks()
 
 
 _BENCHMARKS: Registry[Benchmark] = Registry("benchmark")

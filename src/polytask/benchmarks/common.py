@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
 
+from ..models import Backbone
 from .base import BenchmarkData, Split
 
 
@@ -45,6 +48,23 @@ def mlp_stages(in_features: int, hidden: tuple[int, ...]) -> list[nn.Module]:
         stages.append(nn.Sequential(nn.Linear(in_features, width), nn.ReLU()))
         in_features = width
     return stages
+
+
+def mlp_backbone(hidden: tuple[int, ...]) -> Callable[[BenchmarkData], Backbone]:
+    """``data -> Backbone``: an MLP of widths ``hidden`` over flat inputs (every architecture
+    gets it as its encoder, and as stages for the ones that branch or cross-stitch)."""
+
+    def build(data: BenchmarkData) -> Backbone:
+        d = data.train.inputs.shape[1]
+        return Backbone(
+            make_encoder=lambda: MLP(d, hidden),
+            out_features=hidden[-1],
+            make_stages=lambda: mlp_stages(d, hidden),
+            stage_channels=hidden,
+            input_shape=(d,),
+        )
+
+    return build
 
 
 def lenet_stages(

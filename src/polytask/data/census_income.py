@@ -8,6 +8,10 @@ records, 40 usable attributes). Two groups of two binary tasks are defined:
 * group 1: ``income`` (income above $50K) and ``marital`` (marital status "Never married");
 * group 2: ``education`` (at least a college degree) and ``marital``.
 
+polytask adds a third group, ``"many"`` (benchmark ``census-income-many``; our
+construction, not the paper's): eight binary tasks derived from columns of the same
+files, each task's columns removed from the inputs (see :data:`CENSUS_MANY_TASKS`).
+
 The paper does not say which education levels count as "college"; here it means a
 Bachelor's degree or higher (Bachelors, Masters, Prof school, Doctorate), so associate
 degrees and "Some college but no degree" are negatives (about 15% of records are positive).
@@ -34,6 +38,7 @@ from polytask.data.splits import Split
 
 __all__ = [
     "CENSUS_COLUMNS",
+    "CENSUS_MANY_TASKS",
     "CENSUS_NUMERIC_COLUMNS",
     "CENSUS_TASK_GROUPS",
     "COLLEGE_DEGREES",
@@ -121,11 +126,37 @@ COLLEGE_DEGREES: frozenset[str] = frozenset(
 
 _INCOME_LABELS = {"- 50000.": 0.0, "50000+.": 1.0}
 
+#: The ``"many"`` group's tasks: what each predicts, from which column. Where the
+#: column says "Not in universe" for ``union`` (the question was not asked), the label
+#: is missing (NaN), so that task is labelled for about 10% of the records.
+CENSUS_MANY_TASKS: dict[str, str] = {
+    "income": "income above $50K (income)",
+    "marital": "never married (marital_stat)",
+    "education": "Bachelor's degree or higher (education)",
+    "sex": "female (sex)",
+    "fulltime": "full-time schedule (full_or_part_time_employment_stat)",
+    "private": "works in the private sector (class_of_worker)",
+    "union": "labour-union member, where asked (member_of_a_labor_union)",
+    "native": "born a US native (citizenship; country_of_birth_self also removed)",
+}
+
 #: Task names of each group, and the column each task is derived from.
-CENSUS_TASK_GROUPS: dict[int, dict[str, str]] = {
+CENSUS_TASK_GROUPS: dict[int | str, dict[str, str]] = {
     1: {"income": "income", "marital": "marital_stat"},
     2: {"education": "education", "marital": "marital_stat"},
+    "many": {
+        "income": "income",
+        "marital": "marital_stat",
+        "education": "education",
+        "sex": "sex",
+        "fulltime": "full_or_part_time_employment_stat",
+        "private": "class_of_worker",
+        "union": "member_of_a_labor_union",
+        "native": "citizenship",
+    },
 }
+#: Further columns a task removes from the inputs (they give its label away).
+_ALSO_EXCLUDED: dict[str, tuple[str, ...]] = {"native": ("country_of_birth_self",)}
 
 
 @dataclass(frozen=True)
@@ -143,7 +174,7 @@ class CensusIncome:
     val: Split
     test: Split
     feature_names: tuple[str, ...]
-    group: int
+    group: int | str
     numeric_features: tuple[str, ...] = field(default=CENSUS_NUMERIC_COLUMNS)
 
     @property
@@ -269,7 +300,28 @@ def _target(table: _Table, task: str) -> np.ndarray:
         codes, values = table.column("education")
         lut = np.array([v in COLLEGE_DEGREES for v in values], dtype=np.float32)
         return lut[codes]
+    if task in _INDICATORS:
+        column, positive = _INDICATORS[task]
+        codes, values = table.column(column)
+        lut = np.array([positive(v) for v in values], dtype=np.float32)
+        return lut[codes]
+    if task == "union":
+        codes, values = table.column("member_of_a_labor_union")
+        lut = np.array(
+            [1.0 if v == "Yes" else 0.0 if v == "No" else np.nan for v in values],
+            dtype=np.float32,
+        )
+        return lut[codes]
     raise AssertionError(task)
+
+
+#: The ``"many"`` group's plain indicator tasks: (column, value -> is positive).
+_INDICATORS = {
+    "sex": ("sex", lambda v: v == "Female"),
+    "fulltime": ("full_or_part_time_employment_stat", lambda v: v == "Full-time schedules"),
+    "private": ("class_of_worker", lambda v: v == "Private"),
+    "native": ("citizenship", lambda v: v.startswith("Native")),
+}
 
 
 # ------------------------------------------------------------------------ encoding
@@ -284,8 +336,10 @@ class _Encoded:
     targets: dict[str, np.ndarray]
 
 
-def _feature_columns(group: int) -> tuple[list[str], list[str]]:
+def _feature_columns(group: int | str) -> tuple[list[str], list[str]]:
     excluded = set(_NEVER_FEATURES) | set(CENSUS_TASK_GROUPS[group].values())
+    for task in CENSUS_TASK_GROUPS[group]:
+        excluded.update(_ALSO_EXCLUDED.get(task, ()))
     numeric = [c for c in CENSUS_NUMERIC_COLUMNS if c not in excluded]
     categorical = [
         c for c in CENSUS_COLUMNS if c not in excluded and c not in CENSUS_NUMERIC_COLUMNS
@@ -294,7 +348,7 @@ def _feature_columns(group: int) -> tuple[list[str], list[str]]:
 
 
 def _encode(
-    train: _Table, test: _Table, group: int
+    train: _Table, test: _Table, group: int | str
 ) -> tuple[_Encoded, _Encoded, list[str], list[list[str]]]:
     numeric_cols, categorical_cols = _feature_columns(group)
     tasks = list(CENSUS_TASK_GROUPS[group])
@@ -373,7 +427,7 @@ def _expand(enc: _Encoded, sizes: list[int], rows: np.ndarray | None = None) -> 
 
 
 def load_census_income(
-    data_dir: str | os.PathLike[str] | None = None, group: int = 1, *, cache: bool = True
+    data_dir: str | os.PathLike[str] | None = None, group: int | str = 1, *, cache: bool = True
 ) -> CensusIncome:
     """Load Census-Income (KDD) for MMoE task group 1 or 2 as float32 arrays.
 
@@ -385,9 +439,11 @@ def load_census_income(
     The test file is shuffled with a fixed seed and split in half into ``val`` and
     ``test``. With ``cache=True`` the encoded arrays are stored next to the raw files
     (``census_income_group{group}.npz``) and reused while the raw files are unchanged.
+    ``group="many"`` gives the eight tasks of :data:`CENSUS_MANY_TASKS` (``union`` NaN
+    where the record was not asked).
     """
     if group not in CENSUS_TASK_GROUPS:
-        raise ValueError(f"group must be one of {sorted(CENSUS_TASK_GROUPS)}, got {group!r}")
+        raise ValueError(f"group must be one of {list(CENSUS_TASK_GROUPS)}, got {group!r}")
     root = resolve_data_dir(data_dir)
     folder = root / SUBDIR
     paths = [folder / TRAIN_FILE, folder / TEST_FILE]
@@ -406,7 +462,9 @@ def load_census_income(
     return _from_arrays(arrays, group)
 
 
-def _build_arrays(train_path: Path, test_path: Path, group: int) -> dict[str, np.ndarray]:
+def _build_arrays(
+    train_path: Path, test_path: Path, group: int | str
+) -> dict[str, np.ndarray]:
     train, test = _read_table(train_path), _read_table(test_path)
     enc_tr, enc_te, names, categories = _encode(train, test, group)
     arrays: dict[str, np.ndarray] = {
@@ -423,7 +481,7 @@ def _build_arrays(train_path: Path, test_path: Path, group: int) -> dict[str, np
     return arrays
 
 
-def _from_arrays(arrays: dict[str, np.ndarray], group: int) -> CensusIncome:
+def _from_arrays(arrays: dict[str, np.ndarray], group: int | str) -> CensusIncome:
     tasks = list(CENSUS_TASK_GROUPS[group])
     sizes = [int(s) for s in arrays["category_sizes"]]
 

