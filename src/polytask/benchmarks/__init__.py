@@ -6,6 +6,7 @@
 
 from . import census_income, moleculeace, multimnist, yeast  # noqa: F401  (importing registers them)
 from . import mnist_fashion as _mnist_fashion  # noqa: F401  (registers mnist+fashion)
+from . import moleculeace_datasets as _moleculeace_datasets  # noqa: F401  (moleculeace-30)
 from .base import Benchmark, BenchmarkData, Split, available, get, register
 from .multidataset import MultiDatasetData, MultiDatasetRunner
 from .runner import (

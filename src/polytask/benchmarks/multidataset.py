@@ -27,7 +27,6 @@ records the first step at which every task's validation loss is within
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -150,12 +149,12 @@ class MultiDatasetRunner(BenchmarkRunner):
         )
         return settings
 
-    def _steps(self) -> int:
+    def _steps(self) -> int | None:
+        """Steps per epoch, or None: the loader's default epoch (one pass over every
+        dataset of the run; grouped: over its largest), so that a single-task model
+        and a multi-task one see each of their samples about once per epoch."""
         steps = self.steps_per_epoch or self.benchmark.options.get("steps_per_epoch")
-        if steps:
-            return int(steps)
-        batch = self.batch_size or self.benchmark.batch_size
-        return max(math.ceil(len(s.inputs) / batch) for s in self.data.train.values())
+        return int(steps) if steps else None
 
     def check_method(self, spec: str) -> None:
         """Raise on an unknown balancing method or schedule in a run spec."""
@@ -255,7 +254,7 @@ class MultiDatasetRunner(BenchmarkRunner):
         ]
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "val_curve.json").write_text(json.dumps(
-            {"steps_per_epoch": settings["steps_per_epoch"], "val_loss": curve}
+            {"steps_per_epoch": loader.steps_per_epoch, "val_loss": curve}
         ))
         return RunResult(
             method, arch, seed, metrics, seconds, settings["epochs"], val_metrics=val_metrics
@@ -297,7 +296,8 @@ class MultiDatasetRunner(BenchmarkRunner):
         lines = [
             f"Steps until every task's validation loss is within "
             f"{100 * self.target_margin:.0f}% of its single-task model's "
-            f"(validation every {self._steps()} steps; mean over the seeds that reach it).",
+            f"(validation after every epoch of {self._steps() or 'one pass (per run)'} "
+            "steps; mean over the seeds that reach it).",
             "",
             "| run | arch | reached | steps |",
             "|---|---|---|---|",
