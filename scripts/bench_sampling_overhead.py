@@ -87,7 +87,7 @@ def main() -> None:
             "grouped (D·B samples/step)": MultiDatasetLoader(
                 sources, args.batch_size, mode="grouped"),
         }
-        steps = min(args.steps, len(loaders["single, proportional"]))
+        steps = min(args.steps, *(len(loader) for loader in loaders.values()))
         times = {name: ([], []) for name in loaders}
         for _ in range(args.repeats):  # alternate the loaders within each repeat
             for name, loader in loaders.items():
