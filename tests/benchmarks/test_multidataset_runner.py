@@ -126,3 +126,18 @@ def test_mnist_fashion_reads_both_datasets(tmp_path, monkeypatch):
     backbone = bench.backbone(data)
     out = backbone.make_encoder()(data.train["mnist"].inputs)
     assert out.shape == (12, backbone.out_features)
+
+
+def test_moleculeace_30_splits_a_joined_table_into_one_dataset_per_target():
+    from polytask.benchmarks.base import BenchmarkData
+    from polytask.benchmarks.moleculeace_datasets import per_target
+
+    nan = float("nan")
+    x = torch.arange(8.0).reshape(4, 2)
+    joined = Split(x, {"t1": torch.tensor([1.0, nan, 3.0, nan]),
+                       "t2": torch.tensor([nan, 2.0, 5.0, nan])})
+    data = per_target(BenchmarkData(joined, joined, joined))
+    assert torch.equal(data.train["t1"].inputs, x[[0, 2]])
+    assert data.train["t1"].targets == {"t1": data.train["t1"].targets["t1"]}
+    assert data.train["t2"].targets["t2"].tolist() == [2.0, 5.0]
+    assert get("moleculeace-30").options["runner"] == "multidataset"
