@@ -6,6 +6,7 @@ from . import (
     data,
     metrics,
     models,
+    multidataset,  # tasks from different datasets
     pareto,  # registers the scalarizations, pmtl and epo as balancers
     relations,
     tasks,
@@ -40,6 +41,7 @@ __all__ = [
     "delta_m",
     "metrics",
     "models",
+    "multidataset",
     "pareto",
     "relations",
     "tasks",

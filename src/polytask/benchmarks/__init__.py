@@ -5,8 +5,11 @@
 """
 
 from . import census_income, dense, moleculeace, multimnist, pareto_pairs, yeast  # noqa: F401  (importing registers them)
+from . import mnist_fashion as _mnist_fashion  # noqa: F401  (registers mnist+fashion)
+from . import moleculeace_datasets as _moleculeace_datasets  # noqa: F401  (moleculeace-30)
 from .base import Benchmark, BenchmarkData, Split, available, get, register
 from .grouping import GroupingResult, GroupingStudy, format_rows, random_partition
+from .multidataset import MultiDatasetData, MultiDatasetRunner
 from .runner import (
     BenchmarkResults,
     BenchmarkRunner,
@@ -22,6 +25,8 @@ __all__ = [
     "BenchmarkRunner",
     "GroupingResult",
     "GroupingStudy",
+    "MultiDatasetData",
+    "MultiDatasetRunner",
     "Split",
     "available",
     "format_markdown",
@@ -31,4 +36,13 @@ __all__ = [
     "parse_method",
     "random_partition",
     "register",
+    "runner_class",
 ]
+
+
+def runner_class(benchmark: Benchmark) -> type[BenchmarkRunner]:
+    """The runner a benchmark needs: :class:`MultiDatasetRunner` for multi-dataset ones
+    (``options["runner"] == "multidataset"``), else :class:`BenchmarkRunner`."""
+    if benchmark.options.get("runner") == "multidataset":
+        return MultiDatasetRunner
+    return BenchmarkRunner

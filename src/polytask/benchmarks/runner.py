@@ -352,7 +352,8 @@ class BenchmarkRunner:
             raise InvalidParameterError("give at least one method and one architecture")
         names = list(tasks)
         for method in methods:
-            name, kwargs = parse_method(method)
+            self.check_method(method)
+            name, kwargs = parse_method(self.method_spec(method))
             factory = balancing.method_class(name)
             check_settings(factory, kwargs, f"method {method!r}")
             check_task_settings(factory, kwargs, names, f"method {method!r}")
@@ -360,6 +361,15 @@ class BenchmarkRunner:
         backbone = self.benchmark.backbone(self.data)
         for arch in archs:
             models.get(arch, tasks=tasks, backbone=backbone)
+
+    def method_spec(self, spec: str) -> str:
+        """The balancing-method part of a run spec (here the whole spec)."""
+        return spec
+
+    def check_method(self, spec: str) -> None:
+        """Raise (listing the alternatives) when ``spec`` names no balancing method."""
+        name, _ = parse_method(spec)
+        balancing.method_class(name)
 
     def run(
         self, methods: Sequence[str], archs: Sequence[str] = ("hard",), seeds: Sequence[int] = (0,)

@@ -134,7 +134,7 @@ def check_options(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table."""
-    from ..benchmarks import BenchmarkRunner, format_table
+    from ..benchmarks import format_table, runner_class
     from ..benchmarks import get as get_benchmark
 
     apply_config(args)
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     benchmark = get_benchmark(args.name)
     out = args.out or Path("runs") / benchmark.name
-    runner = BenchmarkRunner(
+    runner = runner_class(benchmark)(
         benchmark,
         out_dir=out,
         data_dir=args.data_dir,

@@ -83,6 +83,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "multimnist": ("mnist",),
     "multifashion": ("fashion-mnist",),
     "multifashion-mnist": ("mnist", "fashion-mnist"),
+    "mnist+fashion": ("mnist", "fashion-mnist"),
     "multidigits": (),  # scikit-learn ships the 8x8 digits
 }
 #: Every name :func:`fetch` accepts.

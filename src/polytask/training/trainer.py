@@ -248,6 +248,9 @@ class Trainer:
             model=self.model, optimizer=self.optimizer, loader=train_loader,
             tasks=self.tasks, primary=self.main_tasks, device=self.device,
         )
+        attach_loader = getattr(train_loader, "attach_trainer", None)
+        if callable(attach_loader):  # loaders that check or follow the run (multidataset)
+            attach_loader(self)
         if resume:
             self.load_checkpoint(self.log_dir / "last.pt")
         for cb in self.callbacks:
