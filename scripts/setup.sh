@@ -6,6 +6,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${POLYTASK_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 TORCH_PIN="${POLYTASK_TORCH:-torch==2.13.0}"   # the CPU build on this machine's local disk
+# the extras whose tests and benchmarks run here (RDKit, PyTorch Geometric, pymoo, cvxpy);
+# torch is installed first, so none of them pulls another torch build
+EXTRAS="${POLYTASK_EXTRAS:-bench,test,chem,graph,pareto,linear,linear-ref}"
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV" >&2
@@ -14,9 +17,9 @@ fi
 stamp="$VENV/.polytask-setup"
 want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/setup.sh" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-  echo "setup: installing $TORCH_PIN and polytask[bench,test]" >&2
+  echo "setup: installing $TORCH_PIN and polytask[$EXTRAS]" >&2
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$TORCH_PIN"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[bench,test]"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[$EXTRAS]"
   echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
