@@ -4,7 +4,7 @@
 :class:`BenchmarkRunner` trains methods and architectures on it and reports Δm.
 """
 
-from . import census_income, moleculeace, multimnist, yeast  # noqa: F401  (importing registers them)
+from . import census_income, moleculeace, multimnist, qm9, yeast  # noqa: F401  (importing registers them)
 from .base import Benchmark, BenchmarkData, Split, available, get, register
 from .runner import (
     BenchmarkResults,

@@ -42,6 +42,7 @@ from polytask.data.moleculeace import (
     read_moleculeace_csv,
 )
 from polytask.data.paths import DATA_ENV_VAR, DatasetNotFoundError, default_data_dir
+from polytask.data.qm9 import QM9, QM9_TARGETS, GraphSet, load_qm9
 from polytask.data.splits import Split
 from polytask.data.yeast import YEAST_LABELS, Yeast, load_yeast
 
@@ -57,6 +58,9 @@ __all__ = [
     "CensusIncome",
     "DatasetNotFoundError",
     "FetchError",
+    "GraphSet",
+    "QM9",
+    "QM9_TARGETS",
     "MOLECULEACE_TASKS",
     "MoleculeACE",
     "YEAST_LABELS",
@@ -76,6 +80,7 @@ __all__ = [
     "load_multifashion_mnist",
     "load_moleculeace",
     "load_multimnist",
+    "load_qm9",
     "load_yeast",
     "make_overlapping_pairs",
     "morgan_fingerprints",
