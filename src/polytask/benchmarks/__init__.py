@@ -4,7 +4,7 @@
 :class:`BenchmarkRunner` trains methods and architectures on it and reports Δm.
 """
 
-from . import census_income, dense, moleculeace, multimnist, pareto_pairs, yeast  # noqa: F401  (importing registers them)
+from . import census_income, dense, moleculeace, multimnist, pareto_pairs, qm9, yeast  # noqa: F401  (importing registers them)
 from . import mnist_fashion as _mnist_fashion  # noqa: F401  (registers mnist+fashion)
 from . import moleculeace_datasets as _moleculeace_datasets  # noqa: F401  (moleculeace-30)
 from .base import Benchmark, BenchmarkData, Split, available, get, register

@@ -51,6 +51,7 @@ from polytask.data.moleculeace import (
     read_moleculeace_csv,
 )
 from polytask.data.paths import DATA_ENV_VAR, DatasetNotFoundError, default_data_dir
+from polytask.data.qm9 import QM9, QM9_TARGETS, GraphSet, load_qm9
 from polytask.data.splits import Split
 from polytask.data.yeast import YEAST_LABELS, Yeast, load_yeast
 
@@ -68,6 +69,9 @@ __all__ = [
     "DenseData",
     "DenseSplit",
     "FetchError",
+    "GraphSet",
+    "QM9",
+    "QM9_TARGETS",
     "MOLECULEACE_TASKS",
     "MoleculeACE",
     "YEAST_LABELS",
@@ -90,6 +94,7 @@ __all__ = [
     "load_multifashion_mnist",
     "load_moleculeace",
     "load_multimnist",
+    "load_qm9",
     "load_yeast",
     "morgan_fingerprints",
     "load_nyuv2",

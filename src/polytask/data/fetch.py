@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
-from polytask.data import _cache, census_income, digits, moleculeace, yeast
+from polytask.data import _cache, census_income, digits, moleculeace, qm9, yeast
 from polytask.data.paths import DatasetNotFoundError, resolve_data_dir
 from polytask.errors import PolytaskError
 
@@ -65,6 +65,7 @@ FASHION_APT_PACKAGE = "dataset-fashion-mnist"
 WHEEL_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "yeast": ("river==0.26.1", ("river/datasets/yeast.csv.gz",)),
     "moleculeace": ("MoleculeACE==3.0.0", ("MoleculeACE/Data/benchmark_data/CHEMBL*.csv",)),
+    "qm9": ("qm9pack==1.0.3", tuple(f"qm9pack/data/{f}" for f in qm9.FILES)),
 }
 
 #: SHA-256 of the files the pinned packages contain, checked after a real download.
@@ -74,12 +75,16 @@ SHA256 = {
     digits.MNIST_FILE: "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416",
     yeast.FILE: "2969cb4bab877a27adcbe17871fa0b378a1e54b98816cd6106b542ee450a1c09",
     **moleculeace.SHA256,
+    "qm9_part1.csv": "19f0a5d595462d52cd82eef3370f3e9eb55a1f52cb14985657200349568deff3",
+    "qm9_part2.csv": "2bca113fdc0b28a13563c80ed9b240e934f3da6c64c64fe74ddb4f0f36036e61",
+    "qm9_part3.csv": "9c5efb5733d2af149db8d95d36ff198b4ffed12d9f7b344220a1e5877d5c6a43",
 }
 
 _RAW = ("census-income", "mnist", "fashion-mnist", *WHEEL_SOURCES)
 #: Benchmark names and the raw data sets each needs.
 _ALIASES: dict[str, tuple[str, ...]] = {
     "census-income-many": ("census-income",),
+    "qm9-full": ("qm9",),
     "multimnist": ("mnist",),
     "multifashion": ("fashion-mnist",),
     "multifashion-mnist": ("mnist", "fashion-mnist"),
@@ -320,6 +325,7 @@ _FETCHERS = {
     "fashion-mnist": _fetch_fashion,
     "yeast": _wheel_fetcher("yeast", yeast.SUBDIR, (yeast.FILE,)),
     "moleculeace": _wheel_fetcher("moleculeace", moleculeace.SUBDIR, moleculeace.FILES),
+    "qm9": _wheel_fetcher("qm9", qm9.SUBDIR, qm9.FILES),
 }
 
 
