@@ -11,8 +11,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("data", help="obtain data sets")
     sub = p.add_subparsers(dest="action", required=True)
     get = sub.add_parser("get", help="download a data set into the data directory")
-    get.add_argument("names", nargs="+", help="census-income, mnist, fashion-mnist, or a "
-                     "benchmark name")
+    get.add_argument("names", nargs="+",
+                     help="a data set (census-income, mnist, fashion-mnist, yeast, "
+                     "moleculeace, qm9) or the name of a benchmark that uses them")
     get.add_argument("--data-dir", type=Path, default=None)
     sub.add_parser("where", help="print the data directory")
     p.set_defaults(func=run)

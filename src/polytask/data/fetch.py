@@ -84,11 +84,17 @@ _RAW = ("census-income", "mnist", "fashion-mnist", *WHEEL_SOURCES)
 #: Benchmark names and the raw data sets each needs.
 _ALIASES: dict[str, tuple[str, ...]] = {
     "census-income-many": ("census-income",),
+    "census-income-g2": ("census-income",),
     "qm9-full": ("qm9",),
     "multimnist": ("mnist",),
     "multifashion": ("fashion-mnist",),
     "multifashion-mnist": ("mnist", "fashion-mnist"),
     "mnist+fashion": ("mnist", "fashion-mnist"),
+    "moleculeace-30": ("moleculeace",),
+    "dense-multimnist": ("mnist",),
+    "pareto-multimnist": ("mnist",),
+    "pareto-multifashion": ("fashion-mnist",),
+    "pareto-multifashion-mnist": ("mnist", "fashion-mnist"),
     "multidigits": (),  # scikit-learn ships the 8x8 digits
 }
 #: Every name :func:`fetch` accepts.
