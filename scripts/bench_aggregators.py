@@ -238,7 +238,8 @@ def peer_times(k: int, p: int, repeats: int) -> list[dict]:
         tjd = None
     rows = []
     for name in sorted(n for n in B.available() if isinstance(B.method_class(n), type)
-                       and issubclass(B.method_class(n), B.GradientAggregator)):
+                       and issubclass(B.method_class(n), B.GradientAggregator)
+                       and not B.method_class(n).requires):  # pmtl, epo need losses
         options = {"path": "jacobian"}
         if B.method_class(name).random:
             options["seed"] = 0
