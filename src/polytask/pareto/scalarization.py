@@ -152,26 +152,18 @@ class Scalarization(LossWeighting):
         # A dead task (loss exactly 0: no label in the batch) drops out: the
         # scalarization runs on the live tasks with their preference renormalised,
         # as it would for a problem without that task; the dead task's weight is 0.
-        live = ctx.live.cpu()
-        names = ctx.names
-        values = ctx.loss_values.detach().double()
-        w = torch.zeros(len(names), dtype=torch.float64)
-        if bool(live.any()):
-            idx = torch.nonzero(live).flatten()
-            pref = self.preference(names).double()
-            saved_pref, saved_ideal = self.pref, self.ideal
-            try:
-                if not bool(live.all()):
-                    self.pref = (pref[idx] / pref[idx].sum()).tolist()
-                    if saved_ideal is not None:
-                        self.ideal = [saved_ideal[i] for i in idx.tolist()]
-                sub = values.cpu()[idx].requires_grad_(True)
-                with torch.enable_grad():
-                    s = self.value(sub, [names[i] for i in idx.tolist()])
-                    (w_live,) = torch.autograd.grad(s, sub)
-            finally:
-                self.pref, self.ideal = saved_pref, saved_ideal
-            w[idx] = w_live
+        idx = torch.nonzero(ctx.live.cpu()).flatten()
+        w = torch.zeros(len(ctx.names), dtype=torch.float64)
+        pref = self.preference(ctx.names).double()[idx]
+        if idx.numel() and float(pref.sum()) > 0:
+            if self.ideal is not None and len(self.ideal) != len(ctx.names):
+                raise PolytaskError(f"ideal point {self.ideal} has {len(self.ideal)} values "
+                                    f"for tasks {ctx.names}")
+            ideal = None if self.ideal is None else torch.tensor(self.ideal).double()[idx]
+            sub = ctx.loss_values.detach().double().cpu()[idx].requires_grad_(True)
+            with torch.enable_grad():
+                s = type(self).function(sub, pref / pref.sum(), ideal, **self.options)
+                (w[idx],) = torch.autograd.grad(s, sub)
         w = w.to(device=ctx.losses[0].device, dtype=ctx.losses[0].dtype)
         total = sum(wk * loss for wk, loss in zip(w, ctx.losses))
         return total, w
