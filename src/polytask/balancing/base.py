@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from .. import params
 from ..errors import NonFiniteLossError, PolytaskError
-from . import engine, protocol
+from . import engine, protocol, scaling
 
 
 @dataclass
@@ -93,6 +93,9 @@ class Balancer(nn.Module):
 
     #: whether ``backward`` needs ``shared_params``
     needs_shared_params: ClassVar[bool] = False
+    #: whether ``backward(..., grad_scale=...)`` is honoured (float16 loss scaling,
+    #: :mod:`polytask.balancing.scaling`); a method that is not raises naming the fix
+    supports_grad_scale: ClassVar[bool] = True
     #: whether the method needs the same batch's losses after ``optimizer.step()``
     #: (given through :meth:`on_step_end`; the Trainer then does one extra forward)
     needs_losses_after_step: ClassVar[bool] = False
@@ -178,6 +181,7 @@ class Balancer(nn.Module):
         shared_params: Iterable[Tensor] | None = None,
         task_params: Mapping[str, Iterable[Tensor]] | None = None,
         representation: Tensor | None = None,
+        grad_scale: Any = None,
     ) -> BalanceResult:
         """Fill ``.grad`` from the task ``losses``; return the weights used.
 
@@ -188,10 +192,29 @@ class Balancer(nn.Module):
                 when omitted (gradient aggregation only).
             representation: the shared representation (``model.shared_representation``)
                 for methods run on representation gradients.
+            grad_scale: float16 loss scaling: a ``torch.amp.GradScaler`` (its current
+                scale is read) or a number ``s``. Every backward is seeded with ``s``,
+                the rule reads the per-task gradients divided by ``s`` (so the weights
+                are those of the unscaled gradients), and ``.grad`` receives ``s ×``
+                the update, for ``scaler.step(optimizer)`` to unscale and check (see
+                :mod:`polytask.balancing.scaling`). Per-task gradients that overflow
+                skip the rule and leave inf in ``.grad``, so the scaler skips the step.
         """
         ctx = self._context(losses, shared_params, task_params, representation)
         protocol.check_step(self, ctx)  # a plain loop's mistakes, at the first steps
-        result = self._backward(ctx)
+        scale = scaling.resolve(grad_scale, ctx.losses[0].device)
+        if scale is not None and not self.supports_grad_scale:
+            raise PolytaskError(
+                f"{type(self).__name__} does not support float16 loss scaling "
+                "(grad_scale=...): its gradient reads do not go through "
+                "polytask.balancing.scaling. Train it with precision='bf16' (no scaler "
+                "needed) or '32', or pick another method for fp16"
+            )
+        with scaling.active(scale):
+            try:
+                result = self._backward(ctx)
+            except scaling.GradientOverflow:
+                result = self._gradient_overflow(ctx)
         live = ctx.live.tolist()
         if not all(live):  # dead tasks (loss exactly 0) report weight 0, whatever the method
             for name, ok in zip(ctx.names, live):
@@ -199,6 +222,12 @@ class Balancer(nn.Module):
                     result.weights[name] = 0.0
         self.step += 1
         return result
+
+    def _gradient_overflow(self, ctx: BalanceContext) -> BalanceResult:
+        """Per-task gradients overflowed under a loss scale: no rule runs, ``.grad``
+        is made non-finite so that ``scaler.step`` skips the step."""
+        scaling.mark_overflow(ctx.shared_params, ctx.losses)
+        return BalanceResult(dict.fromkeys(ctx.names, 1.0), {"grad_overflow": 1.0})
 
     def _context(self, losses, shared_params, task_params, representation) -> BalanceContext:
         if not isinstance(losses, Mapping) or not losses:
@@ -266,7 +295,7 @@ class LossWeighting(Balancer):
     def _backward(self, ctx: BalanceContext) -> BalanceResult:
         total, w = self.combine(ctx)
         if isinstance(total, Tensor) and total.requires_grad:
-            total.backward()
+            scaling.backward(total)
         w = w.detach().masked_fill(~ctx.live.to(w.device), 0.0)  # dead tasks: weight 0
         return BalanceResult(dict(zip(ctx.names, w.tolist())))
 
@@ -459,17 +488,17 @@ class GradientAggregator(Balancer):
         params = ctx.shared_params
         reduce = engine.world_size() > 1
         if self.max_block_numel is not None:
-            return engine.compute_gramian(
+            return scaling.gramian(
                 ctx.losses, params, self.strategy, self.chunk_size, self.max_block_numel, reduce
             )
         k = len(ctx.losses)
         row_bytes = sum(p.numel() * p.element_size() for p in params)
         chunk = self.chunk_size or max(1, self.jacobian_memory_limit // max(1, row_bytes))
         if chunk >= k:  # the whole Jacobian fits: one pass, no double backward
-            return engine.gramian_by_blocks(
-                ctx.losses, params, self.strategy, self.chunk_size, None, reduce
+            return scaling.gramian(
+                ctx.losses, params, self.strategy, self.chunk_size, None, reduce, by_blocks=True
             )
-        return engine.compute_gramian(ctx.losses, params, self.strategy, chunk, None, reduce)
+        return scaling.gramian(ctx.losses, params, self.strategy, chunk, None, reduce)
 
     def _other_params(self, ctx: BalanceContext) -> list[Tensor]:
         """The non-shared parameters the losses reach (task-specific ones)."""
@@ -517,6 +546,11 @@ class GradientAggregator(Balancer):
         self.current_live = None
         return result
 
+    def _gradient_overflow(self, ctx: BalanceContext) -> BalanceResult:
+        self.current_activation = None
+        self.current_live = None
+        return super()._gradient_overflow(ctx)
+
     def _weights_or_ones(self, k: int) -> Tensor:
         w = self._last_weights
         w = torch.ones(k, dtype=torch.float64) if w is None else w.detach()
@@ -547,7 +581,7 @@ class GradientAggregator(Balancer):
             params = ctx.shared_params + self._other_params(ctx)
             _backward_averaged(total, params, retain_graph=False)
         else:
-            total.backward()
+            scaling.backward(total)
         return self._result(ctx)
 
     @staticmethod
@@ -557,7 +591,7 @@ class GradientAggregator(Balancer):
         if engine.world_size() > 1:
             _backward_averaged(total, params, retain_graph)
         else:
-            torch.autograd.backward(total, inputs=params, retain_graph=retain_graph)
+            scaling.backward(total, inputs=params, retain_graph=retain_graph)
 
     def _backward_others(self, ctx: BalanceContext, retain_graph: bool) -> None:
         others = self._other_params(ctx)
@@ -569,16 +603,14 @@ class GradientAggregator(Balancer):
             if engine.world_size() > 1:
                 _backward_averaged(total, others, retain_graph)
             else:
-                torch.autograd.backward(total, inputs=others, retain_graph=retain_graph)
+                scaling.backward(total, inputs=others, retain_graph=retain_graph)
 
     def _backward_jacobian(self, ctx: BalanceContext) -> BalanceResult:
-        jac = engine.compute_jacobian(
-            ctx.losses, ctx.shared_params, self.strategy, True, self.chunk_size
-        )
+        jac = scaling.jacobian(ctx.losses, ctx.shared_params, self.strategy, True, self.chunk_size)
         engine.average_across_ranks(jac)
         direction = self.aggregate(jac)
         del jac
-        engine.add_to_grad(ctx.shared_params, direction)
+        scaling.add_to_grad(ctx.shared_params, direction)
         self._backward_others(ctx, retain_graph=False)
         return self._result(ctx)
 
@@ -597,7 +629,7 @@ class GradientAggregator(Balancer):
                 "torch.distributed: its rule needs every rank's representation gradients; "
                 "use path='jacobian'"
             )
-        jac = engine.compute_jacobian(ctx.losses, [rep], self.strategy, True, self.chunk_size)
+        jac = scaling.jacobian(ctx.losses, [rep], self.strategy, True, self.chunk_size)
         if self.gramian_based:
             # the whole batch's representation Jacobian stacks the ranks' ones, each
             # scaled by 1/R (the loss is the mean over ranks): G = Σ_r G_r / R²
@@ -607,7 +639,7 @@ class GradientAggregator(Balancer):
         direction = self.aggregate(jac).view_as(rep)
         del jac
         self._backward_others(ctx, retain_graph=True)
-        torch.autograd.backward(rep, grad_tensors=direction.to(rep.dtype))
+        torch.autograd.backward(rep, grad_tensors=scaling.scaled(direction).to(rep.dtype))
         return self._result(ctx)
 
 
@@ -615,7 +647,8 @@ def _backward_averaged(total: Tensor, params: list[Tensor], retain_graph: bool) 
     """Add ``∂total/∂params``, averaged across ``torch.distributed`` ranks, to ``.grad``."""
     if not params:
         return
-    grads = torch.autograd.grad(total, params, retain_graph=retain_graph, allow_unused=True)
+    seed = scaling.scaled(total)  # .grad receives s × the update under a loss scale
+    grads = torch.autograd.grad(seed, params, retain_graph=retain_graph, allow_unused=True)
     # every rank has the same graph, so the same parameters are reached on each; the
     # others keep ``.grad`` untouched, as ``Tensor.backward`` leaves them
     reached = [(p, g) for p, g in zip(params, grads) if g is not None]

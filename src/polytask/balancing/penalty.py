@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from .. import params
 from ..errors import NonFiniteLossError, PolytaskError
+from . import scaling
 from .base import Balancer, BalanceResult
 from .registry import get, register
 
@@ -155,13 +156,17 @@ class Regularized(Balancer):
         shared_params: Iterable[Tensor] | None = None,
         task_params: Mapping[str, Iterable[Tensor]] | None = None,
         representation: Tensor | None = None,
+        grad_scale: Any = None,
     ) -> BalanceResult:
-        """The inner balancer's update plus ``weight × ∇penalty`` (added to ``.grad``)."""
-        value = self.penalty()
-        if value is not None and value.requires_grad and self.weight != 0:
-            # first, keeping the graph: the inner balancer frees it afterwards
-            (self.weight * value).backward(retain_graph=True)
-        result = self.inner.backward(losses, shared_params, task_params, representation)
+        """The inner balancer's update plus ``weight × ∇penalty`` (added to ``.grad``;
+        ``grad_scale`` as in :meth:`Balancer.backward`, for both)."""
+        device = next(iter(losses.values())).device if losses else None
+        with scaling.active(scaling.resolve(grad_scale, device)):
+            value = self.penalty()
+            if value is not None and value.requires_grad and self.weight != 0:
+                # first, keeping the graph: the inner balancer frees it afterwards
+                scaling.backward(self.weight * value, retain_graph=True)
+            result = self.inner.backward(losses, shared_params, task_params, representation)
         if self.task_names is None:
             self.task_names = self.inner.task_names
         self.step += 1

@@ -325,13 +325,14 @@ class PreferenceFromModel(Balancer):
         return state
 
     def backward(self, losses: Mapping[str, Tensor], shared_params=None, task_params=None,  # noqa: ANN001
-                 representation: Tensor | None = None) -> BalanceResult:
+                 representation: Tensor | None = None, grad_scale: Any = None) -> BalanceResult:
         if not self._model or self._model[0].preference is None:
             raise PolytaskError(
                 "PreferenceFromModel has no preference: run the conditioned model's forward "
                 "first (and give model=... outside the Trainer)"
             )
         self.inner.pref = self._model[0].preference.detach().double().cpu()
-        result = self.inner.backward(losses, shared_params, task_params, representation)
+        result = self.inner.backward(losses, shared_params, task_params, representation,
+                                     grad_scale=grad_scale)
         self.step += 1
         return result

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ... import params
+from .. import scaling
 from ..base import BalanceContext, GradientAggregator
 from ..registry import register
 from ._common import to_weights
@@ -71,8 +72,8 @@ class _FairBase(GradientAggregator):
         if self.max_norm > 0:
             grads = [p for p in ctx.shared_params if p.grad is not None]
             if grads:
-                norm = torch.nn.utils.clip_grad_norm_(grads, self.max_norm)
-                self.extras["shared_grad_norm"] = float(norm)
+                norm = scaling.clip_grad_norm_(grads, self.max_norm)  # unscaled norm
+                self.extras["shared_grad_norm"] = norm
 
 
 @register("nash-mtl")

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from ... import params
 from ...errors import PolytaskError
+from .. import scaling
 from ..base import BalanceContext, LossWeighting
 
 
@@ -137,9 +138,14 @@ class StatefulWeighting(LossWeighting):
     _has_parameters: bool = False
 
     def _step_inner(self) -> None:
-        """Step the internal optimizer (if any) and clear the parameters' gradients."""
+        """Step the internal optimizer (if any) and clear the parameters' gradients.
+
+        Under a float16 loss scale (:mod:`..scaling`) the gradients are divided by it
+        first, and the step is skipped when one is not finite (as GradScaler does)."""
         if self._inner_optimizer is not None:
-            self._inner_optimizer.step()
+            params = [p for g in self._inner_optimizer.param_groups for p in g["params"]]
+            if scaling.unscale_grads_(params):
+                self._inner_optimizer.step()
             self._inner_optimizer.zero_grad(set_to_none=True)
 
     # -- checkpoints -------------------------------------------------------------------
@@ -189,9 +195,7 @@ def backward_shared_and_rest(
 ) -> None:
     """Give the shared parameters ``shared_direction`` (a flat P-vector) and every other
     parameter the gradient of ``rest_loss`` (one backward restricted to them)."""
-    from .. import engine
-
-    engine.add_to_grad(ctx.shared_params, shared_direction)
+    scaling.add_to_grad(ctx.shared_params, shared_direction)
     others = non_shared_parameters(ctx)
     if others and rest_loss.requires_grad:
-        torch.autograd.backward(rest_loss, inputs=others)
+        scaling.backward(rest_loss, inputs=others)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ... import params
 from ...errors import PolytaskError
-from .. import engine
+from .. import scaling
 from ..base import BalanceContext, BalanceResult
 from ..lookahead import (
     LossOfBatch,
@@ -187,14 +187,14 @@ class AutoLambda(StatefulWeighting):
         if unknown:
             raise PolytaskError(f"AutoLambda primary tasks {sorted(unknown)} are not trained tasks")
         params = trainable_parameters(self._model)
-        jac = engine.compute_jacobian(ctx.losses, list(params.values()), self.strategy, False)
+        jac = scaling.jacobian(ctx.losses, list(params.values()), self.strategy, False)
         extras: dict[str, float] = {}
         if ctx.step % self.update_every == 0:
             meta_grad, extras = self.meta_gradient(jac, params, ctx.names)
-            self.meta_weights.grad = meta_grad.to(self.meta_weights)
-            self._step_inner()
+            self.meta_weights.grad = scaling.scaled(meta_grad).to(self.meta_weights)
+            self._step_inner()  # unscales under a loss scale
         lam = self.meta_weights.detach()
-        engine.add_to_grad(list(params.values()), lam.to(jac) @ jac)
+        scaling.add_to_grad(list(params.values()), lam.to(jac) @ jac)
         return BalanceResult(dict(zip(ctx.names, lam.tolist())), extras)
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ... import params
-from .. import engine
+from .. import scaling
 from ..base import BalanceContext, BalanceResult, LossWeighting
 from ..registry import register
 from ._common import backward_shared_and_rest
@@ -57,7 +57,7 @@ class DBMTL(LossWeighting):
 
     def _backward(self, ctx: BalanceContext) -> BalanceResult:
         logs = [torch.log(loss + self.eps) for loss in ctx.losses]
-        jac = engine.compute_jacobian(logs, ctx.shared_params, self.strategy, True)
+        jac = scaling.jacobian(logs, ctx.shared_params, self.strategy, True)
         t = ctx.step + 1
         if self.buffer is None or self.buffer.shape != jac.shape:
             self.buffer = torch.zeros_like(jac)

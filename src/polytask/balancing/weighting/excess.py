@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ... import params
-from .. import engine
+from .. import scaling
 from ..base import BalanceContext, BalanceResult, LossWeighting
 from ..registry import register
 from ._common import backward_shared_and_rest
@@ -56,7 +56,7 @@ class ExcessMTL(LossWeighting):
         return (jac * jac / h).sum(dim=1)
 
     def _backward(self, ctx: BalanceContext) -> BalanceResult:
-        jac = engine.compute_jacobian(ctx.losses, ctx.shared_params, self.strategy, True)
+        jac = scaling.jacobian(ctx.losses, ctx.shared_params, self.strategy, True)
         k = len(ctx.losses)
         if self.loss_weights is None:
             self.loss_weights = torch.ones(k, dtype=jac.dtype, device=jac.device)

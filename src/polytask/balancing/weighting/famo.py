@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ... import params
 from ...errors import PolytaskError
+from .. import scaling
 from ..base import BalanceContext, BalanceResult
 from ..registry import register
 from ._common import StatefulWeighting
@@ -87,7 +88,7 @@ class FAMO(StatefulWeighting):
         with torch.enable_grad():
             z = torch.softmax(self.logits, dim=0)
             (grad,) = torch.autograd.grad(z, self.logits, grad_outputs=delta)
-        self.logits.grad = grad
+        self.logits.grad = scaling.scaled(grad)  # _step_inner unscales under a loss scale
         self._step_inner()
         self._before = None
 
@@ -117,7 +118,7 @@ class FAMO(StatefulWeighting):
         if bool(live.any()):
             total = (zl / c * torch.log(shifted)).sum()
             if total.requires_grad:
-                total.backward()
+                scaling.backward(total)
             w = zl / (c * shifted.detach())
         else:
             w = torch.zeros_like(z)

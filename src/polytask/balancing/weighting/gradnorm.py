@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ... import params
 from ...errors import PolytaskError
-from .. import engine
+from .. import scaling
 from ..base import BalanceContext, BalanceResult
 from ..registry import register
 from ._common import StatefulWeighting
@@ -131,22 +131,19 @@ class GradNorm(StatefulWeighting):
         losses = ctx.loss_values
         if self.initial_losses is None:
             self.initial_losses = losses.clone()
-        jac = engine.compute_jacobian(ctx.losses, self._norm_inputs(ctx), self.strategy, True)
+        jac = scaling.jacobian(ctx.losses, self._norm_inputs(ctx), self.strategy, True)
         grad_norms = jac.norm(dim=1)
         del jac
         used = self.task_weights.detach().clone()
         total = sum(wk * loss for wk, loss in zip(used, ctx.losses))
         if total.requires_grad:
-            total.backward()
+            scaling.backward(total)
         # the weights' own step, on L_grad
         weighted = self.task_weights * grad_norms
         target = gradnorm_target(weighted.detach(), losses, self.initial_losses, self.alpha)
         l_grad = (weighted - target).abs().sum()
         (grad,) = torch.autograd.grad(l_grad, self.task_weights)
-        if self.task_weights.grad is None:
-            self.task_weights.grad = grad
-        else:
-            self.task_weights.grad.add_(grad)
+        scaling.set_grad(self.task_weights, grad)  # s × grad under a loss scale, like .grad
         if self.internal_optimizer:
             self._step_inner()
             self._renormalize()

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ... import params
 from ...errors import PolytaskError
-from .. import engine
+from .. import scaling
 from ..aggregation.imtl import IMTLG
 from ..base import BalanceContext, BalanceResult
 from ..registry import register
@@ -123,7 +123,7 @@ class IMTL(_LossScales):
     def _backward(self, ctx: BalanceContext) -> BalanceResult:
         self._ensure_built(ctx)
         losses = torch.stack(ctx.losses)
-        self._scale_objective(losses).backward()
+        scaling.backward(self._scale_objective(losses))
         scale = torch.exp(self.log_scales.detach())
         scaled = [sk * loss for sk, loss in zip(scale, ctx.losses)]
         if self.path == "representation":
@@ -132,20 +132,20 @@ class IMTL(_LossScales):
                 raise PolytaskError(
                     "IMTL(path='representation') needs representation=model.shared_representation"
                 )
-            jac = engine.compute_jacobian(scaled, [rep], self.strategy, True)
+            jac = scaling.jacobian(scaled, [rep], self.strategy, True)
             alpha = imtl_g_weights(jac @ jac.T).to(jac)
             others = non_shared_parameters(ctx)
             if others:
-                torch.autograd.backward(sum(scaled), inputs=others, retain_graph=True)
+                scaling.backward(sum(scaled), inputs=others, retain_graph=True)
             shared_loss = sum(a * loss for a, loss in zip(alpha, scaled))
-            torch.autograd.backward(shared_loss, inputs=ctx.shared_params)
+            scaling.backward(shared_loss, inputs=ctx.shared_params)
         else:
-            jac = engine.compute_jacobian(scaled, ctx.shared_params, self.strategy, True)
+            jac = scaling.jacobian(scaled, ctx.shared_params, self.strategy, True)
             alpha = imtl_g_weights(jac @ jac.T).to(jac)
-            engine.add_to_grad(ctx.shared_params, alpha @ jac)
+            scaling.add_to_grad(ctx.shared_params, alpha @ jac)
             others = non_shared_parameters(ctx)
             if others:
-                torch.autograd.backward(sum(scaled), inputs=others)
+                scaling.backward(sum(scaled), inputs=others)
         self._step_inner()
         w = (alpha * scale).tolist()
         extras = {f"alpha/{n}": float(a) for n, a in zip(ctx.names, alpha)}
