@@ -1,11 +1,14 @@
-"""Training: the Trainer, callbacks and loggers, batches, seeds."""
+"""Training: the Trainer, callbacks (loggers, checkpoints, early stopping, LR
+schedules), precision, batches, seeds."""
 
 from .affinity import AffinityCallback
 from .batches import MultiTaskDataset, batch_loader, split_batch
-from .callbacks import Callback, CSVLogger, TensorBoardLogger
+from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint, TensorBoardLogger
 from .optim import param_groups
 from .plotting import plot_run
+from .precision import Precision
 from .predict import predict
+from .schedulers import LRScheduling
 from .seeding import seed_everything
 from .trainer import Trainer
 
@@ -13,7 +16,11 @@ __all__ = [
     "AffinityCallback",
     "CSVLogger",
     "Callback",
+    "EarlyStopping",
+    "LRScheduling",
+    "ModelCheckpoint",
     "MultiTaskDataset",
+    "Precision",
     "TensorBoardLogger",
     "Trainer",
     "batch_loader",

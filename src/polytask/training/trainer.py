@@ -22,13 +22,27 @@ from ..models import MultiTaskModel
 from ..params import check_task_settings, parse_spec
 from ..tasks import Task, as_task_dict
 from .batches import check_targets, split_batch, to_device
-from .callbacks import Callback, CSVLogger, TensorBoardLogger, tensorboard_available
+from .callbacks import (
+    Callback,
+    CSVLogger,
+    ModelCheckpoint,
+    TensorBoardLogger,
+    tensorboard_available,
+)
 from .checkpoints import load_checkpoint_file, prepare_run_dir, save_checkpoint_file
+from .precision import Precision, as_precision
 from .predict import labeled_samples
 from .predict import predict as predict_outputs
+from .schedulers import INTERVALS, LRScheduling
 from .seeding import rng_state, seed_everything, set_rng_state
 
 Metrics = dict[str, dict[str, float]]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module under a ``torch.compile`` wrapper (the model itself otherwise): its
+    architecture, parameters and state-dict keys are the uncompiled model's."""
+    return getattr(model, "_orig_mod", model)
 
 
 def _check_outputs(outputs: Any, task_names: Sequence[str]) -> None:
@@ -70,6 +84,27 @@ class Trainer:
         train_metrics: also compute metrics on the training batches (slower).
         progress: show a progress bar.
         shared_params: override ``model.shared_parameters()``.
+        precision: "32" (default), "bf16" (autocast) or "fp16" (autocast and a
+            GradScaler whose scale the balancer removes from the per-task gradients
+            before combining them); Lightning's "bf16-mixed", "16-mixed" too; or a
+            :class:`~polytask.training.Precision`. See ``docs/precision.md``.
+        scheduler: a torch LR scheduler on ``optimizer`` or a factory
+            ``optimizer -> scheduler``; checkpointed and resumed exactly.
+        scheduler_interval: step the scheduler after every epoch (default) or after
+            every optimizer step ("step").
+
+    A model compiled with ``torch.compile`` is accepted as it is: the Trainer reads
+    the architecture (shared parameters, representation) from the module it wraps,
+    and checkpoints hold that module's state-dict keys.
+
+    Hook points, in the order of a step (see :class:`Callback`): the precision
+    plugin's ``forward_context`` around forward and losses; ``on_before_backward``;
+    the balancer's backward with the plugin's ``grad_scale``; the plugin's
+    ``unscale_``; ``on_before_optimizer_step``; gradient clipping; the plugin's
+    ``optimizer_step``; ``on_optimizer_step``; the balancer's after-step hook;
+    ``on_step_end``. Per epoch: ``on_epoch_start``, ``on_epoch_end`` (user callbacks,
+    then the scheduler, then :class:`ModelCheckpoint`), and ``fit`` ends early once a
+    callback sets ``trainer.should_stop`` (:class:`EarlyStopping`).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -78,6 +113,7 @@ class Trainer:
         "grad_clip": [None, params.Interval(params.Real, 0, None, closed="neither")],
         "train_metrics": ["boolean"],
         "progress": ["boolean"],
+        "scheduler_interval": [params.Options(INTERVALS)],
     }
 
     def __init__(
@@ -96,10 +132,14 @@ class Trainer:
         train_metrics: bool = False,
         progress: bool = True,
         shared_params: Iterable[Tensor] | None = None,
+        precision: str | Precision = "32",
+        scheduler: Any = None,
+        scheduler_interval: str = "epoch",
     ) -> None:
         params.check_settings(Trainer, {
             "seed": seed, "monitor": monitor, "grad_clip": grad_clip,
             "train_metrics": train_metrics, "progress": progress,
+            "scheduler_interval": scheduler_interval,
         })
         self.tasks = as_task_dict(tasks)
         self.task_names = list(self.tasks)
@@ -107,18 +147,19 @@ class Trainer:
             device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
         )
         self.model = model.to(self.device)
+        module = unwrap(model)  # the architecture under a torch.compile wrapper
         if isinstance(balancer, str):  # a name or "name:key=value" spec, as on the CLI
             name, settings = parse_spec(balancer)
             check_task_settings(method_class(name), settings, self.task_names,
                                 f"method {balancer!r}")
             balancer = get_balancer(name, **settings)
         self.balancer = balancer
-        self.balancer = attach_penalty(self.balancer, model)  # architecture penalties, if any
+        self.balancer = attach_penalty(self.balancer, module)  # architecture penalties, if any
         self.balancer.to(self.device)
         if shared_params is not None:
             self.shared_params = list(shared_params)
-        elif isinstance(model, MultiTaskModel):
-            self.shared_params = list(model.shared_parameters())
+        elif isinstance(module, MultiTaskModel):
+            self.shared_params = list(module.shared_parameters())
         else:
             raise PolytaskError("give shared_params=... for a model that is not a MultiTaskModel")
         self.balancer.prepare(self.task_names)  # per-task state before the optimizer exists
@@ -131,12 +172,23 @@ class Trainer:
             optimizer = factory(groups)
         self.optimizer = optimizer
         self._include_extra_parameters(extra)
+        self.precision = as_precision(precision, self.device)
+        self.precision.check(module, self.balancer)
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.callbacks = list(callbacks)
         if self.log_dir is not None:
             self.callbacks.insert(0, CSVLogger(self.log_dir))
             if tensorboard_available():
                 self.callbacks.append(TensorBoardLogger(self.log_dir / "tensorboard"))
+        #: callbacks run after ``callbacks`` (so that a checkpoint holds their state)
+        self.closing_callbacks: list[Callback] = []
+        self.lr_scheduler = None
+        if scheduler is not None:
+            scheduling = LRScheduling(scheduler, scheduler_interval)
+            self.lr_scheduler = scheduling.bind(self.optimizer)
+            self.closing_callbacks.append(scheduling)
+        if self.log_dir is not None:
+            self.closing_callbacks.append(ModelCheckpoint(self.log_dir))
         self.seed = seed
         self.monitor = monitor
         self.monitor_higher = self._monitor_direction(monitor)
@@ -148,6 +200,10 @@ class Trainer:
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self.history: list[dict[str, Any]] = []
+        #: set by a callback (EarlyStopping) to end ``fit`` after the current epoch
+        self.should_stop = False
+        #: whether the last epoch improved the monitored value (best.pt written)
+        self.improved = False
 
     # -- configuration ----------------------------------------------------------------
     def _include_extra_parameters(self, extra: list[Tensor]) -> None:
@@ -172,6 +228,20 @@ class Trainer:
         return directions[metric]
 
     @property
+    def module(self) -> nn.Module:
+        """The model, unwrapped from ``torch.compile`` when compiled."""
+        return unwrap(self.model)
+
+    def all_callbacks(self) -> list[Callback]:
+        """Every callback in the order the Trainer calls them: ``callbacks``, then
+        ``closing_callbacks`` (the scheduler, then :class:`ModelCheckpoint`)."""
+        return [*self.callbacks, *self.closing_callbacks]
+
+    def _hook(self, name: str, *args: Any) -> None:
+        for cb in self.all_callbacks():
+            getattr(cb, name)(self, *args)
+
+    @property
     def main_tasks(self) -> list[str]:
         """Tasks that count for model selection and Δm (not auxiliary)."""
         return [n for n, t in self.tasks.items() if not t.auxiliary]
@@ -191,22 +261,35 @@ class Trainer:
         inputs, targets, masks = split_batch(batch)
         check_targets(self.task_names, targets, masks)
         inputs, targets, masks = (to_device(v, self.device) for v in (inputs, targets, masks))
-        outputs = self.model(inputs)
-        _check_outputs(outputs, self.task_names)
-        losses = self.compute_losses(outputs, targets, masks)
-        for cb in self.callbacks:
-            cb.on_before_backward(self, self.global_step, losses, (inputs, targets, masks))
+        outputs, losses = self._forward(inputs, targets, masks)
+        self._hook("on_before_backward", self.global_step, losses, (inputs, targets, masks))
         self.optimizer.zero_grad(set_to_none=True)
         result = self.balancer.backward(
             losses,
             shared_params=self.shared_params,
-            representation=getattr(self.model, "shared_representation", None),
+            representation=getattr(self.module, "shared_representation", None),
+            grad_scale=self.precision.grad_scale,
         )
+        self.precision.unscale_(self.optimizer)
+        self._hook("on_before_optimizer_step", self.optimizer)
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
+        stepped = self.precision.optimizer_step(self.optimizer)
+        self._hook("on_optimizer_step", self.optimizer, stepped)
         self._balancer_step_end(inputs, targets, masks)
         return losses, result, outputs, (targets, masks)
+
+    def _forward(
+        self, inputs: Any, targets: Mapping[str, Tensor], masks: Mapping
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Outputs and losses under the precision plugin's context (autocast), both
+        given back in float32 when autocast made them half precision."""
+        with self.precision.forward_context():
+            outputs = self.model(inputs)
+            _check_outputs(outputs, self.task_names)
+            outputs = self.precision.to_float(outputs)
+            losses = self.compute_losses(outputs, targets, masks)
+        return outputs, self.precision.to_float(losses)
 
     def _balancer_step_end(self, inputs: Any, targets: Mapping, masks: Mapping) -> None:
         """The balancer's after-step hook; for methods that need it (FAMO), with the
@@ -215,7 +298,7 @@ class Trainer:
             self.balancer.on_step_end(None)
             return
         with torch.no_grad():
-            after = self.compute_losses(self.model(inputs), targets, masks)
+            _, after = self._forward(inputs, targets, masks)
         self.balancer.on_step_end({n: v.detach() for n, v in after.items()})
 
     # -- loops ------------------------------------------------------------------------
@@ -244,6 +327,7 @@ class Trainer:
             raise PolytaskError("resume=True needs a log_dir")
         if self.seed is not None:
             seed_everything(self.seed)
+        self.should_stop = False
         self.balancer.attach(
             model=self.model, optimizer=self.optimizer, loader=train_loader,
             tasks=self.tasks, primary=self.main_tasks, device=self.device,
@@ -253,13 +337,13 @@ class Trainer:
             attach_loader(self)
         if resume:
             self.load_checkpoint(self.log_dir / "last.pt")
-        for cb in self.callbacks:
-            cb.on_fit_start(self)
+        self._hook("on_fit_start")
         for epoch in range(self.epochs_done, epochs):
-            for cb in self.callbacks:
-                cb.on_epoch_start(self, epoch)
-            if isinstance(self.model, MultiTaskModel):  # schedules (AdaShare, Learning to Branch)
-                self.model.on_epoch_start(epoch)
+            if self.should_stop:  # a resumed run that had stopped early stays stopped
+                break
+            self._hook("on_epoch_start", epoch)
+            if isinstance(self.module, MultiTaskModel):  # schedules (AdaShare, Learning to Branch)
+                self.module.on_epoch_start(epoch)
             start = time.perf_counter()
             train_logs = self._train_epoch(train_loader, epoch, epochs)
             train_logs["time"] = time.perf_counter() - start
@@ -270,16 +354,10 @@ class Trainer:
                 epoch, {n: train_logs[f"loss/{n}"] for n in self.task_names}
             )
             self.epochs_done = epoch + 1
-            improved = self._update_best(logs, epoch)
+            self.improved = self._update_best(logs, epoch)
             self.history.append({"epoch": epoch, **logs})
-            for cb in self.callbacks:
-                cb.on_epoch_end(self, epoch, logs)
-            if self.log_dir is not None:
-                if improved:
-                    self.save_checkpoint(self.log_dir / "best.pt")
-                self.save_checkpoint(self.log_dir / "last.pt")
-        for cb in self.callbacks:
-            cb.on_fit_end(self)
+            self._hook("on_epoch_end", epoch, logs)  # checkpoints last (ModelCheckpoint)
+        self._hook("on_fit_end")
         return self.history
 
     def _train_epoch(self, loader: Iterable, epoch: int, epochs: int) -> dict[str, float]:
@@ -310,15 +388,14 @@ class Trainer:
                 for name, task in self.tasks.items():
                     task.update_metrics(metrics[name], outputs[name], targets[name],
                                         masks.get(name))
-            if self.callbacks:
+            if self.all_callbacks():
                 vals = values.tolist()
                 record = {f"loss/{n}": v for n, v in zip(self.task_names, vals)}
                 record.update(
                     {f"weight/{n}": w for n, w in zip(self.task_names, weights.tolist())}
                 )
                 record.update(result.extras)
-                for cb in self.callbacks:
-                    cb.on_step_end(self, self.global_step, record)
+                self._hook("on_step_end", self.global_step, record)
             if self.progress and batches % 20 == 0:
                 mean = loss_sum / labeled_sum.clamp(min=1.0)
                 bar.set_postfix(loss=f"{float(mean.sum()):.4f}")
@@ -349,8 +426,10 @@ class Trainer:
             inputs, targets, masks = split_batch(batch)
             check_targets(self.task_names, targets, masks)
             inputs, targets, masks = (to_device(v, self.device) for v in (inputs, targets, masks))
-            outputs = self.model(inputs)
-            _check_outputs(outputs, self.task_names)
+            with self.precision.forward_context():
+                outputs = self.model(inputs)
+                _check_outputs(outputs, self.task_names)
+            outputs = self.precision.to_float(outputs)
             for name, task in self.tasks.items():
                 n_labeled = labeled_samples(task, outputs[name], targets[name], masks.get(name))
                 if n_labeled:
@@ -383,29 +462,38 @@ class Trainer:
                 flat[key] = value
         return flat
 
-    def _update_best(self, logs: dict[str, Any], epoch: int) -> bool:
+    def monitored_value(self, logs: Mapping[str, Any], monitor: str | None = None,
+                        warn: bool = False) -> float:
+        """The value of ``monitor`` (default: the Trainer's) in an epoch's logs: on the
+        validation logs when there are any, else the training logs. ``"loss"`` is
+        the sum of the non-auxiliary tasks' losses, leaving out tasks without a
+        labeled sample (NaN when none has one); ``"task/metric"`` is read as is."""
+        monitor = monitor or self.monitor
         split = logs.get("val", logs["train"])
         where = "validation" if "val" in logs else "training"
-        if self.monitor == "loss":
+        if monitor == "loss":
             values = {n: split[f"loss/{n}"] for n in self.main_tasks}
             unlabeled = [n for n, v in values.items() if math.isnan(v)]
-            if unlabeled and len(unlabeled) < len(values):
+            if warn and unlabeled and len(unlabeled) < len(values):
                 warnings.warn(
                     f"task(s) {unlabeled} have no labeled sample in the {where} data: the "
                     "monitored loss (which picks best.pt) leaves them out",
-                    RuntimeWarning, stacklevel=3,
+                    RuntimeWarning, stacklevel=4,
                 )
-            score = (
+            return (
                 sum(v for v in values.values() if not math.isnan(v))
                 if len(unlabeled) < len(values) else math.nan
             )
-        else:
-            if self.monitor not in split:
-                raise PolytaskError(
-                    f"monitor {self.monitor!r} is not logged; give a val_loader (or "
-                    "train_metrics=True)"
-                )
-            score = split[self.monitor]
+        if monitor not in split:
+            raise PolytaskError(
+                f"monitor {monitor!r} is not logged; give a val_loader (or "
+                "train_metrics=True)"
+            )
+        return float(split[monitor])
+
+    def _update_best(self, logs: dict[str, Any], epoch: int) -> bool:
+        where = "validation" if "val" in logs else "training"
+        score = self.monitored_value(logs, warn=True)
         if math.isnan(score):
             warnings.warn(
                 f"epoch {epoch}: the monitored value {self.monitor!r} is NaN on the {where} "
@@ -424,9 +512,10 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: model, optimizer, balancer, RNGs, counters."""
+        """Everything needed to resume: model, optimizer, balancer, RNGs, counters,
+        the precision plugin's scaler and every callback's state."""
         return {
-            "model": self.model.state_dict(),
+            "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "balancer": self.balancer.state_dict(),
             "epochs_done": self.epochs_done,
@@ -435,11 +524,25 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "history": self.history,
             "rng": rng_state(),
+            "should_stop": self.should_stop,
+            "precision": self.precision.state_dict(),
+            "callbacks": {key: cb.state_dict() for key, cb in self._keyed_callbacks()},
         }
+
+    def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
+        """Each callback with its checkpoint key (``state_key``, numbered if repeated)."""
+        seen: dict[str, int] = {}
+        keyed = []
+        for cb in self.all_callbacks():
+            key = cb.state_key
+            n = seen.get(key, 0)
+            seen[key] = n + 1
+            keyed.append((key if n == 0 else f"{key}#{n}", cb))
+        return keyed
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-        self.model.load_state_dict(state["model"])
+        self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.balancer.load_state_dict(state["balancer"])
         self.epochs_done = state["epochs_done"]
@@ -448,6 +551,12 @@ class Trainer:
         self.best_epoch = state["best_epoch"]
         self.history = list(state["history"])
         set_rng_state(state["rng"])
+        self.should_stop = bool(state.get("should_stop", False))  # older checkpoints lack it
+        self.precision.load_state_dict(state.get("precision", {}))
+        saved = state.get("callbacks", {})
+        for key, cb in self._keyed_callbacks():
+            if key in saved:
+                cb.load_state_dict(saved[key])
 
     def save_checkpoint(self, path: str | Path) -> None:
         """Write :meth:`state_dict` to ``path`` atomically (a temporary file unique to
@@ -481,4 +590,4 @@ class Trainer:
                 )
             raise CheckpointError(f"no {path}: call fit() first")
         state = load_checkpoint_file(path, self.device)
-        self.model.load_state_dict(state["model"])
+        self.module.load_state_dict(state["model"])
