@@ -621,6 +621,15 @@ class GradientAggregator(Balancer):
                 f"{type(self).__name__}(path='representation') needs representation="
                 "model.shared_representation (a tensor in the graph)"
             )
+        if ctx.step == 0 and not _reaches(ctx.losses, rep):
+            raise PolytaskError(
+                f"{type(self).__name__}(path='representation'): no task loss passes through "
+                "representation= (its gradients would be zero). A model compiled whole with "
+                "torch.compile fuses encoder and heads into one graph and keeps "
+                "shared_representation only as a side output: compile the encoder alone "
+                "(model.encoder = torch.compile(model.encoder)), or use path='jacobian' "
+                "or 'gramian'"
+            )
         self.current_activation = rep.detach()
         ranks = engine.world_size()
         if ranks > 1 and not self.gramian_based:
@@ -641,6 +650,28 @@ class GradientAggregator(Balancer):
         self._backward_others(ctx, retain_graph=True)
         torch.autograd.backward(rep, grad_tensors=scaling.scaled(direction).to(rep.dtype))
         return self._result(ctx)
+
+
+def _reaches(losses: list[Tensor], tensor: Tensor) -> bool:
+    """Whether some loss's graph passes through ``tensor`` (True for a leaf): an edge
+    into ``tensor``'s own output of its grad_fn (a node with several outputs, such as
+    a compiled graph's, may be reached through its other outputs only)."""
+    target = tensor.grad_fn
+    if target is None:
+        return True
+    edge = (target, tensor.output_nr)
+    seen: set[int] = set()
+    stack = [loss.grad_fn for loss in losses if loss.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        for child, nr in node.next_functions:
+            if child is edge[0] and nr == edge[1]:
+                return True
+            stack.append(child)
+    return False
 
 
 def _backward_averaged(total: Tensor, params: list[Tensor], retain_graph: bool) -> None:
