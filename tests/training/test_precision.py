@@ -118,3 +118,50 @@ def test_precision_spellings_and_bad_set_ups():
     with pytest.raises(PolytaskError, match="Custom does not support float16.*bf16"):
         Trainer(model(), TASKS, Custom(), device="cpu", precision="fp16", progress=False)
     Trainer(model(), TASKS, Custom(), device="cpu", precision="bf16", progress=False)
+
+
+ENGINE_PATHS = [
+    "upgrad:path=jacobian,strategy=loop", "upgrad:path=jacobian,strategy=batched",
+    "nash-mtl:path=gramian", "nash-mtl:path=gramian,jacobian_memory_limit=0",
+    "nash-mtl:path=gramian,jacobian_memory_limit=0,strategy=batched,chunk_size=2",
+    "mgda:path=gramian,max_block_numel=40", "mgda:path=representation",
+    "pcgrad:path=representation", "gradnorm", "gradnorm:layer=representation",
+    "imtl:path=representation", "db-mtl", "excess-mtl",
+]
+
+
+@pytest.mark.parametrize("method", ENGINE_PATHS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_every_engine_path_takes_autocast_losses_of_mixed_dtypes(method, dtype):
+    """In a plain loop under autocast, an MSE loss comes out in half precision and a
+    BCE loss in float32, and the representation is half precision: every path runs,
+    and its update is within tolerance of fp32's."""
+    name, _, settings = method.partition(":")
+    kw = {}
+    for item in filter(None, settings.split(",")):
+        key, value = item.split("=")
+        kw[key] = int(value) if value.isdigit() else value
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 6, generator=g)
+    y = {"r": 2 * x[:, 0], "b": (x[:, 1] > 0).float(), "s": x[:, 2] - x[:, 3]}
+    grads = {}
+    for mode in ("32", "half"):
+        net = model()
+        balancer = pt.balancing.get(name, **kw)
+        balancer.prepare([t.name for t in TASKS])
+        balancer.attach(tasks={t.name: t for t in TASKS})
+        with torch.autocast("cpu", dtype=dtype, enabled=mode == "half"):
+            out = {k: v.reshape(-1) for k, v in net(x).items()}
+            losses = {"r": (out["r"] - y["r"].to(out["r"].dtype)).pow(2).mean(),
+                      "b": nn.functional.binary_cross_entropy_with_logits(out["b"], y["b"]),
+                      "s": (out["s"] - y["s"].to(out["s"].dtype)).pow(2).mean()}
+        if mode == "half":
+            assert losses["r"].dtype == dtype and losses["b"].dtype == torch.float32
+            assert net.shared_representation.dtype == dtype
+        balancer.backward(losses, shared_params=list(net.shared_parameters()),
+                          representation=net.shared_representation)
+        grads[mode] = torch.cat([p.grad.reshape(-1) for p in net.parameters()
+                                 if p.grad is not None])
+    assert torch.isfinite(grads["half"]).all()
+    tol = 0.05 if dtype == torch.bfloat16 else 0.01
+    assert (grads["half"] - grads["32"]).norm() <= tol * grads["32"].norm(), method

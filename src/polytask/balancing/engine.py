@@ -249,6 +249,7 @@ def gramian_by_products(
     strategy: str = "loop",
     chunk_size: int | None = None,
     reduce: bool = False,
+    rtol: float = 1e-3,
 ) -> Tensor:
     """K×K Gramian (float64) by Jacobian-vector products, holding at most
     ``chunk_size`` task gradients (1 when None) at once. The graph is kept.
@@ -260,6 +261,9 @@ def gramian_by_products(
     put back in float64), so tiny gradients do not underflow. Raises ``RuntimeError``
     when an operator of the graph has no double backward. With ``reduce``, rows and
     columns are averaged across ranks (the Gramian of the whole batch's Jacobian).
+    ``rtol``: how far each task's squared norm from the products may be from its row's
+    (the check that catches an operator without double backward); larger for a graph
+    in half precision (autocast), whose two computations round apart.
     """
     k = len(losses)
     gram = torch.zeros(k, k, dtype=torch.float64)
@@ -311,7 +315,7 @@ def gramian_by_products(
         # known from its row, catches it.
         expected = rows.double().square().sum(dim=1) * float(scale)  # rows are unit-scaled
         got = cols.double()[torch.arange(cols.shape[0]), start + torch.arange(cols.shape[0])]
-        if bool(((got - expected).abs() > 1e-3 * expected + 1e-9 * expected.max()).any()):
+        if bool(((got - expected).abs() > rtol * expected + 1e-9 * expected.max()).any()):
             raise RuntimeError(
                 "Jacobian-vector products disagree with the task gradients' norms "
                 "(an operator of the graph has no double backward)"
@@ -329,6 +333,7 @@ def compute_gramian(
     chunk_size: int | None = None,
     max_block_numel: int | None = None,
     reduce: bool = False,
+    rtol: float = 1e-3,
 ) -> Tensor:
     """K×K Gramian ``J Jᵀ`` (float64) of the losses' gradients w.r.t. ``inputs``,
     never holding the whole K×P Jacobian (averaged across ranks with ``reduce``).
@@ -344,7 +349,7 @@ def compute_gramian(
             losses, inputs, strategy, chunk_size, max_block_numel, reduce
         )
     try:
-        return gramian_by_products(losses, inputs, strategy, chunk_size, reduce)
+        return gramian_by_products(losses, inputs, strategy, chunk_size, reduce, rtol)
     except RuntimeError as error:
         if not _warned_double_backward:
             warnings.warn(

@@ -153,13 +153,19 @@ def gramian(
     reduce: bool = False,
     *,
     by_blocks: bool = False,
+    rtol: float = 1e-3,
 ) -> Tensor:
     """The engine's K×K Gramian (float64) of ``losses``, on the scaled losses and
     divided by ``s²``; ``by_blocks`` picks :func:`engine.gramian_by_blocks` (the
-    whole Jacobian at once when ``max_block_numel`` is None)."""
-    compute = engine.gramian_by_blocks if by_blocks else engine.compute_gramian
+    whole Jacobian at once when ``max_block_numel`` is None); ``rtol`` as in
+    :func:`engine.gramian_by_products`."""
     try:
-        gram = compute(seeded(losses), inputs, strategy, chunk_size, max_block_numel, reduce)
+        if by_blocks or max_block_numel is not None:
+            gram = engine.gramian_by_blocks(
+                seeded(losses), inputs, strategy, chunk_size, max_block_numel, reduce)
+        else:
+            gram = engine.compute_gramian(
+                seeded(losses), inputs, strategy, chunk_size, None, reduce, rtol)
     except FloatingPointError as error:
         if current() is None:
             raise
