@@ -136,3 +136,24 @@ def test_early_stopping_is_resumable(tmp_path):
     state = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert state["callbacks"]["EarlyStopping"]["stopped_epoch"] == 5
     assert state["should_stop"] is True
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    import polytask as pt
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Mixed precision, schedules, early stopping"):]
+    code = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    code = code.replace("epochs=100", "epochs=3")
+    monkeypatch.chdir(tmp_path)
+    tasks = {t.name: t for t in TASKS}
+    namespace = {"pt": pt, "torch": torch, "model": model(), "tasks": tasks,
+                 "train_loader": batch_loader(data(), 32, shuffle=True),
+                 "val_loader": batch_loader(data(32, 1), 32)}
+    exec(compile(code, "README.md", "exec"), namespace)
+    t = namespace["trainer"]
+    assert t.precision.name == "bf16" and t.epochs_done == 3
+    assert (tmp_path / "runs" / "nash" / "last.pt").exists()
