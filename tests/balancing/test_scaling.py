@@ -163,3 +163,24 @@ def test_half_precision_representation_gradients_reach_rules_in_float32():
                                          representation=h)
     assert seen["dtype"] == torch.float32
     assert all(torch.isfinite(p.grad).all() for p in shared.parameters())
+
+
+@pytest.mark.parametrize("inner", ["nash-mtl", "uw"])
+def test_a_regularized_balancer_scales_its_penalty_and_passes_the_scale_on(inner):
+    def grads(grad_scale):
+        torch.manual_seed(0)
+        shared = nn.Linear(3, 4)
+        heads = nn.ModuleList([nn.Linear(4, 1) for _ in range(2)])
+        h = torch.tanh(shared(torch.randn(8, 3)))
+        losses = {f"t{k}": (k + 1) * head(h).pow(2).mean() for k, head in enumerate(heads)}
+        balancer = pt.balancing.Regularized(
+            inner, penalty=lambda: shared.weight.pow(2).sum(), weight=0.1)
+        balancer.prepare(list(losses))
+        result = balancer.backward(losses, shared_params=shared.parameters(),
+                                   grad_scale=grad_scale)
+        return result.weights, shared.weight.grad.clone()
+
+    w, g = grads(None)
+    w_s, g_s = grads(SCALE)
+    assert w == pytest.approx(w_s, rel=1e-6)
+    assert torch.allclose(g * SCALE, g_s, rtol=1e-5)
