@@ -184,3 +184,19 @@ def test_a_regularized_balancer_scales_its_penalty_and_passes_the_scale_on(inner
     w_s, g_s = grads(SCALE)
     assert w == pytest.approx(w_s, rel=1e-6)
     assert torch.allclose(g * SCALE, g_s, rtol=1e-5)
+
+
+@pytest.mark.parametrize("init_epochs", [0, 2])
+def test_pareto_mtl_with_its_rays_gives_the_unscaled_update(init_epochs):
+    from polytask.pareto import ParetoMTL
+
+    rays = torch.tensor([[0.6, 0.2, 0.2], [0.2, 0.6, 0.2], [0.2, 0.2, 0.6]])
+    w_plain, p_plain = run("pmtl", None, settings={"prefs": rays, "index": 1,
+                                                  "init_epochs": init_epochs})
+    w_scaled, p_scaled = run("pmtl", SCALE, settings={"prefs": rays, "index": 1,
+                                                     "init_epochs": init_epochs})
+    assert isinstance(pt.balancing.get("pmtl", prefs=rays, index=1), ParetoMTL)
+    for a, b in zip(w_plain, w_scaled):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-7)
+    for a, b in zip(p_plain, p_scaled):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -15,6 +15,10 @@ What a training loop calls, and when, for every method (the Trainer does the sam
    there);
 5. each epoch end: ``balancer.on_epoch_end(epoch)``.
 
+With float16 autocast, step 4's backward takes the loss scaler instead of a scaled
+loss: ``balancer.backward(losses, ..., grad_scale=scaler)``, then
+``scaler.step(optimizer)`` and ``scaler.update()`` (:mod:`.scaling`).
+
 Steps that a method does not need are no-ops for it, so the same loop runs every
 method. Two mistakes are caught at the first steps of ``backward``, with a
 ``RuntimeWarning`` that says what to add: shared parameters that no loss reaches (a
