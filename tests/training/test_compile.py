@@ -25,6 +25,8 @@ PATHS = [
     "mgda:path=gramian,max_block_numel=40",  # Gramian by parameter blocks
     "mgda:path=representation",  # the encoder compiled alone (see models())
     "pcgrad:path=representation",
+    "gradnorm:layer=representation",
+    "imtl:path=representation",
     "cagrad",
     "ew", "uw", "gradnorm", "db-mtl", "imtl", "famo", "dwa",
 ]
@@ -88,14 +90,18 @@ def test_a_compiled_model_gives_the_same_update_on_every_path(models, method):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (method, fallbacks)
 
 
-def test_the_representation_path_on_a_model_compiled_whole_says_what_to_do(models):
+@pytest.mark.parametrize("method", ["mgda:path=representation", "gradnorm:layer=representation",
+                                    "imtl:path=representation"])
+def test_the_representation_path_on_a_model_compiled_whole_says_what_to_do(models, method):
     model, compiled = models["whole"]
     out = compiled(torch.randn(4, 6))
     losses = {t: out[t].float().pow(2).mean() for t in ("r", "b", "s")}
+    name, kw = spec(method)
+    balancer = pt.balancing.get(name, **kw)
+    balancer.prepare(list(losses))
     with pytest.raises(pt.errors.PolytaskError, match="compile the encoder alone"):
-        pt.balancing.get("mgda", path="representation").backward(
-            losses, shared_params=list(model.shared_parameters()),
-            representation=compiled.shared_representation)
+        balancer.backward(losses, shared_params=list(model.shared_parameters()),
+                          representation=compiled.shared_representation)
 
 
 def test_the_trainer_takes_a_compiled_model_and_checkpoints_the_plain_keys(tmp_path):

@@ -622,15 +622,7 @@ class GradientAggregator(Balancer):
                 f"{type(self).__name__}(path='representation') needs representation="
                 "model.shared_representation (a tensor in the graph)"
             )
-        if ctx.step == 0 and not _reaches(ctx.losses, rep):
-            raise PolytaskError(
-                f"{type(self).__name__}(path='representation'): no task loss passes through "
-                "representation= (its gradients would be zero). A model compiled whole with "
-                "torch.compile fuses encoder and heads into one graph and keeps "
-                "shared_representation only as a side output: compile the encoder alone "
-                "(model.encoder = torch.compile(model.encoder)), or use path='jacobian' "
-                "or 'gramian'"
-            )
+        check_representation_reached(self, ctx, rep)
         self.current_activation = rep.detach()
         ranks = engine.world_size()
         if ranks > 1 and not self.gramian_based:
@@ -660,6 +652,20 @@ def _product_rtol(ctx: BalanceContext) -> float:
     tensors = [*ctx.losses, *([ctx.representation] if isinstance(ctx.representation, Tensor)
                                else [])]
     return 5e-2 if any(t.dtype in half for t in tensors) else 1e-3
+
+
+def check_representation_reached(balancer: Balancer, ctx: BalanceContext, rep: Tensor) -> None:
+    """At a balancer's first step, raise when no loss passes through the representation
+    (its gradients would be silently zero), naming the usual cause and the fix."""
+    if ctx.step == 0 and not _reaches(ctx.losses, rep):
+        raise PolytaskError(
+            f"{type(balancer).__name__} on the representation: no task loss passes through "
+            "representation= (its gradients would be zero). A model compiled whole with "
+            "torch.compile fuses encoder and heads into one graph and keeps "
+            "shared_representation only as a side output: compile the encoder alone "
+            "(model.encoder = torch.compile(model.encoder)), or use the shared "
+            "parameters (path='jacobian' or 'gramian')"
+        )
 
 
 def _reaches(losses: list[Tensor], tensor: Tensor) -> bool:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ... import params
 from ...errors import PolytaskError
 from .. import scaling
-from ..base import BalanceContext, BalanceResult
+from ..base import BalanceContext, BalanceResult, check_representation_reached
 from ..registry import register
 from ._common import StatefulWeighting
 
@@ -119,6 +119,7 @@ class GradNorm(StatefulWeighting):
                         "GradNorm(layer='representation') needs representation="
                         "model.shared_representation"
                     )
+                check_representation_reached(self, ctx, ctx.representation)
                 return [ctx.representation]
             raise PolytaskError(f"GradNorm layer must be 'last', 'representation' or params, "
                                 f"got {self.layer!r}")

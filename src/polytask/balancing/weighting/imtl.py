@@ -13,7 +13,7 @@ from ... import params
 from ...errors import PolytaskError
 from .. import scaling
 from ..aggregation.imtl import IMTLG
-from ..base import BalanceContext, BalanceResult
+from ..base import BalanceContext, BalanceResult, check_representation_reached
 from ..registry import register
 from ._common import StatefulWeighting, non_shared_parameters
 
@@ -132,6 +132,7 @@ class IMTL(_LossScales):
                 raise PolytaskError(
                     "IMTL(path='representation') needs representation=model.shared_representation"
                 )
+            check_representation_reached(self, ctx, rep)
             jac = scaling.jacobian(scaled, [rep], self.strategy, True)
             alpha = imtl_g_weights(jac @ jac.T).to(jac)
             others = non_shared_parameters(ctx)
