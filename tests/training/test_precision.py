@@ -55,20 +55,22 @@ def test_a_bf16_autocast_run_on_cpu_stays_within_tolerance_of_fp32(method):
             assert abs(value - runs["bf16"][1][key]) <= 0.05 * abs(value) + 1e-2, (method, key)
 
 
-@pytest.mark.parametrize("method", ["nash-mtl", "mgda", "ew", "uw"])
-def test_fp16_with_the_scaler_gives_the_fp32_update_when_the_forward_is_exact(method):
+@pytest.mark.parametrize(("method", "clip"), [("nash-mtl", None), ("mgda", None), ("ew", None),
+                                            ("uw", None), ("ew", 0.05), ("upgrad", 0.05)])
+def test_fp16_with_the_scaler_gives_the_fp32_update_when_the_forward_is_exact(method, clip):
     """fp16's whole loss-scaling path (Trainer, GradScaler, balancer) on a float32
     forward (a Precision whose autocast does nothing): the update equals fp32's, so
-    the scale is removed everywhere, for Nash-MTL's and MGDA's weights too."""
+    the scale is removed everywhere, for Nash-MTL's and MGDA's weights too, and
+    gradient clipping sees the unscaled gradients."""
 
     class ScalerOnly(Precision):
         def forward_context(self):
             return torch.autocast("cpu", enabled=False)
 
     loader = batch_loader(data(), 32)
-    plain = trainer(method)
+    plain = trainer(method, grad_clip=clip)
     plain.fit(loader, epochs=2)
-    scaled = trainer(method, ScalerOnly("fp16", "cpu", init_scale=2.0**12))
+    scaled = trainer(method, ScalerOnly("fp16", "cpu", init_scale=2.0**12), grad_clip=clip)
     scaled.fit(loader, epochs=2)
     assert scaled.precision.scaler.get_scale() == 2.0**12  # never lowered: no skipped step
     assert torch.allclose(flat(plain), flat(scaled), rtol=1e-5, atol=1e-6)
