@@ -270,7 +270,8 @@ class MultiTaskModule(pl.LightningModule):
         """Check that the balancer can run under the chosen strategy and precision."""
         check_strategy(self.trainer.strategy, self.balancer)
         precision = str(getattr(self.trainer, "precision", ""))
-        if precision.startswith("16") and reads_gradients(self.balancer):
+        scaled = getattr(self.trainer.precision_plugin, "scaler", None) is not None
+        if (scaled or precision.startswith("16")) and reads_gradients(self.balancer):
             warnings.warn(
                 f"{type(_inner(self.balancer)).__name__} computes per-task gradients "
                 f"without loss scaling under precision={precision!r} (only the combined "
@@ -366,7 +367,7 @@ class MultiTaskModule(pl.LightningModule):
         reached = (written > 0).tolist()
         terms = []
         with torch.autocast(self.device.type, enabled=False):
-            for p, g, anywhere in zip(params, grads, reached):
+            for p, g in zip(params, grads):
                 if g is not None:
                     terms.append(torch.dot(p.reshape(-1), g.detach().reshape(-1).to(p.dtype)))
                 elif distributed:
