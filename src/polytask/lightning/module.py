@@ -461,7 +461,15 @@ class MultiTaskModule(pl.LightningModule):
     # -- prediction -------------------------------------------------------------------
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         """Each task's prediction in its natural form (``task.prediction``)."""
-        inputs = split_batch(batch)[0] if isinstance(batch, (Mapping, tuple, list)) else batch
+        if isinstance(batch, Mapping) or (
+            isinstance(batch, (tuple, list)) and len(batch) in (2, 3)
+            and isinstance(batch[1], Mapping)
+        ):
+            inputs = split_batch(batch)[0]  # (inputs, targets[, masks]): targets ignored
+        elif isinstance(batch, (tuple, list)) and len(batch) == 1:
+            inputs = batch[0]  # (inputs,), as a TensorDataset of inputs gives
+        else:
+            inputs = batch
         outputs = self(inputs)
         _check_outputs(outputs, self.task_names)
         return {n: t.prediction(outputs[n]).detach() for n, t in self.tasks.items()}
