@@ -129,8 +129,9 @@ class MultiTaskModule(pl.LightningModule):
     calls the balancer (:meth:`balance`, whose gradients go through
     ``self.manual_backward``), clips, steps the optimizer and calls the balancer's
     after-step hook; each training epoch ends with ``balancer.on_epoch_end``. Logged
-    (``self.log``): ``train/loss/<task>`` and ``train/weight/<task>`` per step (the
-    rank's own losses; the weights are the same on every rank), the method's
+    (``self.log``): ``train/loss/<task>`` and ``train/weight/<task>`` on the steps
+    Lightning writes to its loggers (every ``log_every_n_steps``) and each epoch's last
+    one (the rank's own losses; the weights are the same on every rank), the method's
     diagnostics as ``train/<key>``, ``epoch/loss/<task>`` (the epoch's mean over every
     rank's labeled samples), and in validation ``val/loss/<task>``, ``val/loss`` (sum
     over the non-auxiliary tasks, a monitor for ``ModelCheckpoint``) and
@@ -322,13 +323,23 @@ class MultiTaskModule(pl.LightningModule):
         values = torch.stack([losses[n].detach().double().cpu() for n in self.task_names])
         self._epoch_sums[0] += values * torch.tensor(counts, dtype=torch.float64)
         self._epoch_sums[1] += torch.tensor(counts, dtype=torch.float64)
-        size = max(counts) if counts else None
-        logs = {f"train/loss/{n}": float(v) for n, v in zip(self.task_names, values)}
-        logs.update({f"train/weight/{n}": float(result.weights.get(n, 1.0))
-                     for n in self.task_names})
-        logs.update({f"train/{key}": float(v) for key, v in result.extras.items()})
-        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=size)
+        if self._logs_this_step():
+            logs = {f"train/loss/{n}": float(v) for n, v in zip(self.task_names, values)}
+            logs.update({f"train/weight/{n}": float(result.weights.get(n, 1.0))
+                         for n in self.task_names})
+            logs.update({f"train/{key}": float(v) for key, v in result.extras.items()})
+            self.log_dict(logs, on_step=True, on_epoch=False, batch_size=max(counts))
         return values.sum()
+
+    def _logs_this_step(self) -> bool:
+        """Whether Lightning writes this step's values to its loggers (every
+        ``log_every_n_steps``), or it is an epoch's last batch (so that
+        ``callback_metrics`` end with it). A ``self.log`` call costs about a millisecond
+        per key, as much as a small model's whole step, so the others are skipped."""
+        trainer = self.trainer
+        connector = getattr(trainer, "_logger_connector", None)
+        due = getattr(connector, "should_update_logs", True)
+        return bool(due) or bool(getattr(trainer, "is_last_batch", True))
 
     def balance(self, losses: Mapping[str, Tensor]) -> Any:
         """The balancer's backward, its gradients emitted through ``manual_backward``.
