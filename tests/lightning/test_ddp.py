@@ -27,21 +27,30 @@ METHODS = [
     ("pcgrad:seed=3", "jacobian"),
     ("cagrad", "jacobian"),
     ("graddrop:path=jacobian,seed=1", "jacobian"),
+    ("upgrad+spare", "gramian, with a parameter no loss reaches"),
 ]
 EPOCHS = 2
 
 
 def fit(spec: str, devices: int, batch_size: int):
-    """Parameters (model and balancer) after EPOCHS epochs, and the logged metrics."""
+    """Parameters (model and balancer) after EPOCHS epochs, and the logged metrics.
+    ``spec`` ending in ``+spare``: the model also holds a parameter no loss reaches."""
     import lightning.pytorch as L
     from _setup import TASKS, flat, loader, model
 
     from polytask.lightning import MultiTaskModule
 
     L.seed_everything(0, verbose=False)
-    # plain SGD: Adam would blow float32 rounding of near-zero gradients up to lr
-    module = MultiTaskModule(model(), TASKS, spec,
-                             optimizer=lambda groups: torch.optim.SGD(groups, lr=0.1))
+    net = model()
+    if spec.endswith("+spare"):
+        spec = spec.removesuffix("+spare")
+        net.spare = torch.nn.Parameter(torch.ones(3))
+    # plain SGD with momentum: a parameter whose gradient were 0 instead of None
+    # would move; Adam would blow float32 rounding of near-zero gradients up to lr
+    module = MultiTaskModule(
+        net, TASKS, spec,
+        optimizer=lambda groups: torch.optim.SGD(groups, lr=0.1, momentum=0.5,
+                                                 weight_decay=0.1))
     strategy = "auto"
     if devices > 1:
         from lightning.pytorch.strategies import DDPStrategy
@@ -55,6 +64,8 @@ def fit(spec: str, devices: int, batch_size: int):
         enable_model_summary=False, use_distributed_sampler=False,
     )
     trainer.fit(module, loader(batch_size, ranks=devices), loader(batch_size, ranks=devices))
+    if hasattr(net, "spare"):  # left to the optimizer as unused (no weight decay)
+        assert net.spare.grad is None and bool((net.spare == 1).all())
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     return flat(module), metrics
 
