@@ -20,6 +20,7 @@ METHODS = [
     ("uw", "losses"),
     ("dwa:update=epoch", "losses"),
     ("famo", "losses (after-step losses)"),
+    ("rlw:seed=2", "losses (random weights)"),
     ("mgda", "gramian"),
     ("upgrad:path=gramian", "gramian"),
     ("nash-mtl", "gramian"),
@@ -27,6 +28,7 @@ METHODS = [
     ("pcgrad:seed=3", "jacobian"),
     ("cagrad", "jacobian"),
     ("graddrop:path=jacobian,seed=1", "jacobian"),
+    ("gradvac:seed=1", "jacobian (EMA state)"),
     ("upgrad+spare", "gramian, with a parameter no loss reaches"),
 ]
 EPOCHS = 2
