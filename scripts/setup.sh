@@ -6,9 +6,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${POLYTASK_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 TORCH_PIN="${POLYTASK_TORCH:-torch==2.13.0}"   # the CPU build on this machine's local disk
-# the extras whose tests and benchmarks run here (RDKit, PyTorch Geometric, pymoo, cvxpy);
+# the extras whose tests and benchmarks run here (RDKit, PyTorch Geometric, pymoo, cvxpy,
+# Lightning);
 # torch is installed first, so none of them pulls another torch build
-EXTRAS="${POLYTASK_EXTRAS:-bench,test,chem,graph,pareto,linear,linear-ref}"
+EXTRAS="${POLYTASK_EXTRAS:-bench,test,chem,graph,pareto,linear,linear-ref,lightning}"
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV" >&2

@@ -50,9 +50,10 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """Import ``polytask.linear`` (scikit-learn estimators) only when first used."""
-    if name == "linear":
+    """Import ``polytask.linear`` (scikit-learn estimators) and ``polytask.lightning``
+    (the ``lightning`` extra) only when first used."""
+    if name in ("linear", "lightning"):
         import importlib
 
-        return importlib.import_module(".linear", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'polytask' has no attribute {name!r}")

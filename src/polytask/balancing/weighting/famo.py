@@ -112,14 +112,18 @@ class FAMO(StatefulWeighting):
             self.update(values)
         live = ctx.live.to(values.device)
         z = torch.softmax(self.logits.detach(), dim=0)
-        shifted = torch.stack(ctx.losses) + self.eps
+        # the loss values (under torch.distributed: the whole batch's, averaged across
+        # ranks) fix the weights; the backward of Σ_k w_k L_k then equals that of
+        # Σ_k (z_k / c) log(L_k + ε) in one process, and is linear in the batch, so
+        # the ranks' gradients average to the whole batch's
+        shifted = values.to(z.dtype) + self.eps
         zl = z * live.to(z.dtype)  # dead tasks drop out of this step
-        c = (zl / shifted.detach()).sum()
+        c = (zl / shifted).sum()
         if bool(live.any()):
-            total = (zl / c * torch.log(shifted)).sum()
-            if total.requires_grad:
+            w = zl / (c * shifted)
+            total = sum(wk.to(loss.dtype) * loss for wk, loss in zip(w, ctx.losses))
+            if isinstance(total, Tensor) and total.requires_grad:
                 scaling.backward(total)
-            w = zl / (c * shifted.detach())
         else:
             w = torch.zeros_like(z)
         self._before = values.clone()
