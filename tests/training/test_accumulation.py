@@ -55,17 +55,21 @@ def fit(method: str, micro: int, epochs: int = 2):
     data = dataset()
     torch.manual_seed(0)
     tasks = {t.name: t for t in TASKS}
-    model = pt.HardSharing(
-        nn.Sequential(nn.Linear(6, 8), nn.Tanh()), tasks, encoder_out_features=8
-    )
+    model = pt.HardSharing(nn.Sequential(nn.Linear(6, 8), nn.Tanh()), tasks, encoder_out_features=8)
     balancer = spec(method)
     if method == "auto-lambda":  # its validation batches: the same in both runs
         balancer = pt.balancing.get(
             method, val_loss=val_loss_from_loader(batch_loader(data, BATCH), tasks)
         )
     trainer = Trainer(
-        model, TASKS, balancer, lambda groups: torch.optim.SGD(groups, lr=0.1),
-        device="cpu", seed=0, progress=False, accumulate_grad_batches=micro,
+        model,
+        TASKS,
+        balancer,
+        lambda groups: torch.optim.SGD(groups, lr=0.1),
+        device="cpu",
+        seed=0,
+        progress=False,
+        accumulate_grad_batches=micro,
     )
     trainer.fit(batch_loader(data, BATCH // micro), epochs=epochs)
     return trainer, [p.detach().clone() for p in model.parameters()]
@@ -105,7 +109,8 @@ def test_a_short_last_group_is_stepped():
     torch.manual_seed(0)
     tasks = {t.name: t for t in TASKS}
     model = pt.HardSharing(nn.Linear(6, 8), tasks, encoder_out_features=8)
-    trainer = Trainer(model, TASKS, "upgrad", device="cpu", progress=False,
-                      accumulate_grad_batches=3)
+    trainer = Trainer(
+        model, TASKS, "upgrad", device="cpu", progress=False, accumulate_grad_batches=3
+    )
     trainer.fit(batch_loader(data, 8), epochs=1)  # 8 micro-batches: 3 + 3 + 2
     assert trainer.global_step == 3
