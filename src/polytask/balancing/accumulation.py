@@ -134,6 +134,12 @@ class GradientAccumulator:
             (and only then used) by rules that compute a direction on the shared
             representation (GradDrop, non-Gramian aggregators on
             ``path="representation"``). Costs the large batch's activation memory.
+        micro_batches: how many micro-batches a step will have (a hint, optional):
+            each micro-batch's backward is then seeded with ``1/micro_batches`` of its
+            losses, so that under a float16 loss scale its gradients have the large
+            batch's magnitude (a micro-batch's mean weighs each sample M× more, and
+            could overflow where the large batch does not); the rows are multiplied
+            back in float32. Does not change the result otherwise.
 
     Extra cost: see the module docstring (K×P memory; one engine Jacobian per
     micro-batch).
@@ -145,6 +151,7 @@ class GradientAccumulator:
         shared_params: Iterable[Tensor] | None = None,
         task_params: Mapping[str, Iterable[Tensor]] | None = None,
         keep_graphs: bool = False,
+        micro_batches: int | None = None,
     ) -> None:
         if not isinstance(balancer, Balancer):
             raise PolytaskError(
@@ -158,6 +165,9 @@ class GradientAccumulator:
             else {n: [p for p in ps if p.requires_grad] for n, ps in task_params.items()}
         )
         self.keep_graphs = bool(keep_graphs)
+        if micro_batches is not None and (not isinstance(micro_batches, int) or micro_batches < 1):
+            raise PolytaskError(f"micro_batches must be a positive int, got {micro_batches!r}")
+        self.expected = micro_batches or 1
         self.reads_representation, self.weighted_on_representation = _needs_representation(balancer)
         self.reset()
 
@@ -245,14 +255,17 @@ class GradientAccumulator:
         params = self._parameters_of(values)
         inputs = params + ([rep] if rep is not None else [])
         device = values[0].device
-        weighted = [v * float(c) for v, c in zip(values, n.tolist())]
         strategy = getattr(self.balancer, "strategy", "loop")
         strategy = strategy if strategy in engine.STRATEGIES else "loop"
         chunk = getattr(self.balancer, "chunk_size", None)
         keep = self.keep_graphs and rep is not None
         with scaling.active(scaling.resolve(grad_scale, device)):
             try:
-                jac = scaling.jacobian(weighted, inputs, strategy, keep, chunk)
+                # the counts multiply the unscaled rows (not the seeds: under a float16
+                # loss scale a seed n × s could overflow where s does not)
+                seeds = values if self.expected == 1 else [v / self.expected for v in values]
+                jac = scaling.jacobian(seeds, inputs, strategy, keep, chunk)
+                jac = jac * (n * self.expected).to(device=jac.device, dtype=jac.dtype)[:, None]
             except scaling.GradientOverflow:
                 self._overflow = True
                 jac = None

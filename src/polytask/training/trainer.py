@@ -222,7 +222,10 @@ class Trainer:
         that would need every micro-batch's graph, naming the fix."""
         if self.accumulate_grad_batches == 1:
             return None
-        acc = GradientAccumulator(self.balancer, shared_params=self.shared_params)
+        acc = GradientAccumulator(
+            self.balancer, shared_params=self.shared_params,
+            micro_batches=self.accumulate_grad_batches,
+        )
         if acc.reads_representation and not acc.weighted_on_representation:
             raise PolytaskError(
                 f"{type(self.balancer).__name__} on path='representation' computes its "
@@ -355,7 +358,7 @@ class Trainer:
         if self.accumulate_grad_batches == 1:
             for batch in loader:
                 out = self.train_step(batch)
-                yield (*out, out[0])
+                yield (*out, {n: v.detach() for n, v in out[0].items()})
             return
         group: list[Any] = []
         for batch in loader:

@@ -114,3 +114,40 @@ def test_a_short_last_group_is_stepped():
     )
     trainer.fit(batch_loader(data, 8), epochs=1)  # 8 micro-batches: 3 + 3 + 2
     assert trainer.global_step == 3
+
+
+@pytest.mark.parametrize("method", ["mgda", "famo", "upgrad"])
+def test_fp16_accumulation_is_within_float16_rounding_of_the_large_batch(method):
+    """fp16 autocast with the GradScaler: the per-task rows are unscaled before they
+    are summed and each micro-batch's backward is seeded at the large batch's
+    magnitude (``micro_batches``), so no step is skipped that the large batch takes."""
+    torch.set_default_dtype(torch.float32)
+    runs = []
+    for micro in (1, MICRO):
+        data = dataset()
+        data.inputs = data.inputs.float()
+        data.targets = {k: v.float() for k, v in data.targets.items()}
+        torch.manual_seed(0)
+        tasks = {t.name: t for t in TASKS}
+        model = pt.HardSharing(
+            nn.Sequential(nn.Linear(6, 8), nn.Tanh()), tasks, encoder_out_features=8
+        )
+        trainer = Trainer(
+            model,
+            TASKS,
+            method,
+            lambda groups: torch.optim.SGD(groups, lr=0.1),
+            device="cpu",
+            seed=0,
+            progress=False,
+            accumulate_grad_batches=micro,
+            precision="fp16",
+        )
+        trainer.fit(batch_loader(data, BATCH // micro), epochs=2)
+        runs.append(
+            ([p.detach().clone() for p in model.parameters()], trainer.precision.scaler.get_scale())
+        )
+    (p_large, s_large), (p_acc, s_acc) = runs
+    assert s_large == s_acc  # the same steps taken
+    for a, b in zip(p_large, p_acc):
+        assert torch.allclose(a, b, atol=1e-3), (method, (a - b).abs().max())
