@@ -213,3 +213,12 @@ def test_fp16_grad_scale_gives_the_unscaled_accumulated_update():
         return w.grad / (scale or 1.0)
 
     assert torch.allclose(grads(None), grads(2.0**10), rtol=1e-5, atol=1e-7)
+
+
+def test_holding_the_jacobian_beyond_the_gramian_paths_limit_warns():
+    w = nn.Parameter(torch.ones(64))
+    acc = GradientAccumulator(
+        pt.balancing.get("upgrad", jacobian_memory_limit=100), shared_params=[w]
+    )
+    with pytest.warns(RuntimeWarning, match="UPGrad.*jacobian_memory_limit"):
+        acc.add({"a": w.sum(), "b": w.square().sum()})

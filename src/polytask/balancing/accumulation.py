@@ -53,6 +53,7 @@ after-step update takes the whole batch's losses after the step
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -253,6 +254,8 @@ class GradientAccumulator:
                 )
             rep = representation
         params = self._parameters_of(values)
+        if self.micro_batches == 0:
+            self._check_memory(params, k)
         inputs = params + ([rep] if rep is not None else [])
         device = values[0].device
         strategy = getattr(self.balancer, "strategy", "loop")
@@ -293,6 +296,27 @@ class GradientAccumulator:
                 self._sums[id(p)] = block.clone()
         if rep is not None:
             self._rep_rows.append(jac[:, offset:].clone())
+
+    def _check_memory(self, params: Sequence[Tensor], k: int) -> None:
+        """Warn when the accumulated K×P Jacobian exceeds the memory limit of a method
+        that the limit puts on the Gramian path (the path that never holds K×P)."""
+        bal = self.balancer
+        if not isinstance(bal, GradientAggregator) or bal.path == "representation":
+            return
+        size = k * sum(p.numel() * p.element_size() for p in params)
+        if bal.path in ("auto", "gramian") and bal.gramian_based and (
+            size > bal.jacobian_memory_limit
+        ):
+            warnings.warn(
+                f"{type(bal).__name__}: accumulation holds the K×P Jacobian of the "
+                f"micro-batches ({size / 2**20:.0f} MiB) beyond jacobian_memory_limit "
+                f"({bal.jacobian_memory_limit / 2**20:.0f} MiB), which the Gramian path "
+                "exists to avoid; the update is exact, the memory is not bounded. Use "
+                "a larger batch per step, or a representation-path method (its "
+                "accumulated rows are K × the representation)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def whole_batch_losses(self) -> dict[str, float]:
         """The large batch's loss of each task so far (count-weighted means)."""
