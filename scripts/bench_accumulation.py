@@ -97,7 +97,7 @@ def best_time(fn, warmup: int, steps: int) -> float:
     return min(times)
 
 
-def measure(args: argparse.Namespace, method: str) -> dict[str, float]:
+def measure(args: argparse.Namespace, method: str, strategy: str | None = None) -> dict[str, float]:
     model, tasks, balancer, optimizer, x, y = build(args, method)
     large = best_time(
         lambda: step_large(model, tasks, balancer, optimizer, x, y), args.warmup, args.steps
@@ -122,6 +122,11 @@ def measure(args: argparse.Namespace, method: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=DEFAULT_METHODS)
+    parser.add_argument(
+        "--batched",
+        default="ew,upgrad",
+        help="methods also run with the accumulator's batched strategy",
+    )
     parser.add_argument("--tasks", type=int, default=4)
     parser.add_argument("--inputs", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=256)
@@ -134,8 +139,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    for method in args.methods.split(","):
-        r = measure(args, method)
+    runs = [(m, None) for m in args.methods.split(",")]
+    runs += [(m, "batched") for m in args.batched.split(",") if m]
+    for method, strategy in runs:
+        r = measure(args, method, strategy)
+        method = method if strategy is None else f"{method} (batched)"
         rows.append((method, r))
         print(
             f"{method:10s} large {r['large'] * 1e3:8.2f} ms  accumulated "

@@ -141,6 +141,9 @@ class GradientAccumulator:
             batch's magnitude (a micro-batch's mean weighs each sample M× more, and
             could overflow where the large batch does not); the rows are multiplied
             back in float32. Does not change the result otherwise.
+        strategy: the engine strategy of the micro-batch Jacobians, ``"loop"`` (K
+            backward passes) or ``"batched"`` (one vectorised pass, more memory);
+            default the balancer's own ``strategy``, else ``"loop"``.
 
     Extra cost: see the module docstring (K×P memory; one engine Jacobian per
     micro-batch).
@@ -153,6 +156,7 @@ class GradientAccumulator:
         task_params: Mapping[str, Iterable[Tensor]] | None = None,
         keep_graphs: bool = False,
         micro_batches: int | None = None,
+        strategy: str | None = None,
     ) -> None:
         if not isinstance(balancer, Balancer):
             raise PolytaskError(
@@ -169,6 +173,10 @@ class GradientAccumulator:
         if micro_batches is not None and (not isinstance(micro_batches, int) or micro_batches < 1):
             raise PolytaskError(f"micro_batches must be a positive int, got {micro_batches!r}")
         self.expected = micro_batches or 1
+        if strategy is not None and strategy not in engine.STRATEGIES:
+            raise PolytaskError(f"unknown strategy {strategy!r}; available: {engine.STRATEGIES}")
+        own = getattr(balancer, "strategy", None)
+        self.strategy = strategy or (own if own in engine.STRATEGIES else "loop")
         self.reads_representation, self.weighted_on_representation = _needs_representation(balancer)
         self.reset()
 
@@ -258,8 +266,7 @@ class GradientAccumulator:
             self._check_memory(params, k)
         inputs = params + ([rep] if rep is not None else [])
         device = values[0].device
-        strategy = getattr(self.balancer, "strategy", "loop")
-        strategy = strategy if strategy in engine.STRATEGIES else "loop"
+        strategy = self.strategy
         chunk = getattr(self.balancer, "chunk_size", None)
         keep = self.keep_graphs and rep is not None
         with scaling.active(scaling.resolve(grad_scale, device)):
@@ -304,8 +311,10 @@ class GradientAccumulator:
         if not isinstance(bal, GradientAggregator) or bal.path == "representation":
             return
         size = k * sum(p.numel() * p.element_size() for p in params)
-        if bal.path in ("auto", "gramian") and bal.gramian_based and (
-            size > bal.jacobian_memory_limit
+        if (
+            bal.path in ("auto", "gramian")
+            and bal.gramian_based
+            and (size > bal.jacobian_memory_limit)
         ):
             warnings.warn(
                 f"{type(bal).__name__}: accumulation holds the K×P Jacobian of the "
