@@ -222,3 +222,39 @@ def test_holding_the_jacobian_beyond_the_gramian_paths_limit_warns():
     )
     with pytest.warns(RuntimeWarning, match="UPGrad.*jacobian_memory_limit"):
         acc.add({"a": w.sum(), "b": w.square().sum()})
+
+
+def test_the_readme_plain_loop_example_runs_and_equals_the_large_batch():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Gradient accumulation") :]
+    code = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    x, y = data()
+    grads = []
+    for micro in (False, True):
+        torch.manual_seed(0)
+        tasks = {t.name: t for t in [pt.Binary("a"), pt.Binary("b"), pt.Regression("c")]}
+        model = pt.HardSharing(
+            nn.Sequential(nn.Linear(6, 8), nn.Tanh()), tasks, encoder_out_features=8
+        )
+        balancer = pt.balancing.get("upgrad")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        if micro:
+            batches = list(batch_loader(MultiTaskDataset(x, y), batch_size=BATCH // MICRO))
+            scope = {
+                "pt": pt,
+                "balancer": balancer,
+                "model": model,
+                "tasks": tasks,
+                "micro_batches": batches,
+                "optimizer": optimizer,
+            }
+            exec(code, scope)
+        else:
+            losses = pt.tasks.compute_losses(tasks, model(x), y)
+            balancer.backward(losses, shared_params=model.shared_parameters())
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-9)
