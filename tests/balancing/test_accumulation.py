@@ -258,3 +258,23 @@ def test_the_readme_plain_loop_example_runs_and_equals_the_large_batch():
         grads.append([p.grad.clone() for p in model.parameters()])
     for a, b in zip(*grads):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_a_regularized_method_accumulates_its_inner_rule_and_adds_the_penalty_once():
+    def grads(micro):
+        torch.manual_seed(0)
+        w = nn.Parameter(torch.randn(5))
+        balancer = pt.balancing.Regularized("upgrad", penalty=lambda: w.square().sum(), weight=0.5)
+        x = torch.randn(8, 5)
+        if micro:
+            acc = GradientAccumulator(balancer, shared_params=[w])
+            for xb in x.chunk(4):
+                acc.add({"a": (xb @ w).square().mean(), "b": (xb @ w - 1).abs().mean()})
+            acc.backward()
+        else:
+            balancer.backward(
+                {"a": (x @ w).square().mean(), "b": (x @ w - 1).abs().mean()}, shared_params=[w]
+            )
+        return w.grad
+
+    assert torch.allclose(grads(False), grads(True), rtol=1e-6, atol=1e-9)

@@ -110,7 +110,10 @@ class Trainer:
     ``optimizer_step``; ``on_optimizer_step``; the balancer's after-step hook;
     ``on_step_end``. Per epoch: ``on_epoch_start``, ``on_epoch_end`` (user callbacks,
     then the scheduler, then :class:`ModelCheckpoint`), and ``fit`` ends early once a
-    callback sets ``trainer.should_stop`` (:class:`EarlyStopping`).
+    callback sets ``trainer.should_stop`` (:class:`EarlyStopping`). With
+    ``accumulate_grad_batches`` > 1, forward, losses and ``on_before_backward`` run per
+    micro-batch (each followed by the accumulator's ``add``), the rest once per
+    optimizer step; ``on_step_end`` gets the whole accumulated batch's losses.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
