@@ -346,7 +346,10 @@ class GradientAccumulator:
         rep_leaf = None
         rep_rows = None
         if self._reps:
-            rep_leaf = torch.cat(self._reps, dim=0).requires_grad_(True)
+            rep_leaf = torch.cat(self._reps, dim=0)
+            if rep_leaf.dtype in (torch.float16, torch.bfloat16):  # autocast: rules in fp32
+                rep_leaf = rep_leaf.float()
+            rep_leaf.requires_grad_(True)
             rep_rows = torch.cat(self._rep_rows, dim=1) if self._rep_rows else None
         losses: dict[str, Tensor] = {}
         for k, name in enumerate(names):
