@@ -641,7 +641,7 @@ class GradientAggregator(Balancer):
         direction = self.aggregate(jac).view_as(rep)
         del jac
         self._backward_others(ctx, retain_graph=True)
-        torch.autograd.backward(rep, grad_tensors=scaling.scaled(direction).to(rep.dtype))
+        engine.backward_from(rep, scaling.scaled(direction).to(rep.dtype))
         return self._result(ctx)
 
 
@@ -695,7 +695,7 @@ def _backward_averaged(total: Tensor, params: list[Tensor], retain_graph: bool) 
     if not params:
         return
     seed = scaling.scaled(total)  # .grad receives s × the update under a loss scale
-    grads = torch.autograd.grad(seed, params, retain_graph=retain_graph, allow_unused=True)
+    grads = engine.gradient(seed, params, retain_graph=retain_graph, materialize=False)
     # every rank has the same graph, so the same parameters are reached on each; the
     # others keep ``.grad`` untouched, as ``Tensor.backward`` leaves them
     reached = [(p, g) for p, g in zip(params, grads) if g is not None]

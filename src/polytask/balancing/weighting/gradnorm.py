@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ... import params
 from ...errors import PolytaskError
-from .. import scaling
+from .. import engine, scaling
 from ..base import BalanceContext, BalanceResult, check_representation_reached
 from ..registry import register
 from ._common import StatefulWeighting
@@ -143,7 +143,7 @@ class GradNorm(StatefulWeighting):
         weighted = self.task_weights * grad_norms
         target = gradnorm_target(weighted.detach(), losses, self.initial_losses, self.alpha)
         l_grad = (weighted - target).abs().sum()
-        (grad,) = torch.autograd.grad(l_grad, self.task_weights)
+        (grad,) = engine.gradient(l_grad, [self.task_weights])
         scaling.set_grad(self.task_weights, grad)  # s × grad under a loss scale, like .grad
         if self.internal_optimizer:
             self._step_inner()
