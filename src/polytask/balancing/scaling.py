@@ -133,15 +133,20 @@ def jacobian(
     strategy: str = "loop",
     retain_graph: bool = True,
     chunk_size: int | None = None,
+    *,
+    reduce: bool = False,
 ) -> Tensor:
     """The engine's K×P Jacobian of ``losses``, computed on the scaled losses and
     returned unscaled. A float16 or bfloat16 Jacobian (gradients of a half-precision
     representation) is returned in float32, scale or not, so that no rule runs its
-    arithmetic in half precision."""
+    arithmetic in half precision. With ``reduce`` (for parameters, whose gradients
+    the ranks share; not for a representation, whose rows are each rank's samples)
+    it is averaged across ``torch.distributed`` ranks: the whole batch's Jacobian."""
     jac = engine.compute_jacobian(seeded(losses), inputs, strategy, retain_graph, chunk_size)
     if jac.dtype in (torch.float16, torch.bfloat16):
         jac = jac.float()
-    return unscale(jac)
+    jac = unscale(jac)
+    return engine.average_across_ranks(jac) if reduce else jac
 
 
 def gramian(

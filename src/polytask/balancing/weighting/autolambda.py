@@ -184,7 +184,8 @@ class AutoLambda(StatefulWeighting):
         if unknown:
             raise PolytaskError(f"AutoLambda primary tasks {sorted(unknown)} are not trained tasks")
         params = trainable_parameters(self._model)
-        jac = scaling.jacobian(ctx.losses, list(params.values()), self.strategy, False)
+        jac = scaling.jacobian(ctx.losses, list(params.values()), self.strategy, False,
+                               reduce=True)
         extras: dict[str, float] = {}
         if ctx.step % self.update_every == 0:
             meta_grad, extras = self.meta_gradient(jac, params, ctx.names)

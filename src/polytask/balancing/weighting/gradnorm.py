@@ -132,7 +132,8 @@ class GradNorm(StatefulWeighting):
         losses = ctx.loss_values
         if self.initial_losses is None:
             self.initial_losses = losses.clone()
-        jac = scaling.jacobian(ctx.losses, self._norm_inputs(ctx), self.strategy, True)
+        jac = scaling.jacobian(ctx.losses, self._norm_inputs(ctx), self.strategy, True,
+                               reduce=self.layer != "representation")
         grad_norms = jac.norm(dim=1)
         del jac
         used = self.task_weights.detach().clone()
