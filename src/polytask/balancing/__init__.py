@@ -23,7 +23,15 @@ from .aggregation import (  # every method class, as polytask.balancing.<Class>
     PCGrad,
     UPGrad,
 )
-from .base import BalanceContext, Balancer, BalanceResult, GradientAggregator, LossWeighting
+from .base import (
+    DISTRIBUTED_KINDS,
+    BalanceContext,
+    Balancer,
+    BalanceResult,
+    GradientAggregator,
+    LossWeighting,
+    distributed_kind,
+)
 from .penalty import Regularized
 from .registry import available, get, method_class, register
 from .weighting import (
@@ -65,6 +73,8 @@ __all__ = [
     "GradNorm",
     "GradVac",
     "GradientAggregator",
+    "DISTRIBUTED_KINDS",
+    "distributed_kind",
     "IMTL",
     "IMTLG",
     "IMTLL",
