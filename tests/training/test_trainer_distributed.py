@@ -55,21 +55,26 @@ class Samples(Dataset):
         }
         i = torch.arange(N)
         b = (i % 2 == 0) | (i % 4 == 1) if masked else torch.ones(N, dtype=torch.bool)
-        self.mask = {"r": torch.ones(N, dtype=torch.bool), "b": b,
-                     "s": torch.ones(N, dtype=torch.bool)}
+        self.mask = {
+            "r": torch.ones(N, dtype=torch.bool),
+            "b": b,
+            "s": torch.ones(N, dtype=torch.bool),
+        }
 
     def __len__(self) -> int:
         return N
 
     def __getitem__(self, i: int):
-        return (self.x[i], {n: y[i] for n, y in self.y.items()},
-                {n: m[i] for n, m in self.mask.items()})
+        return (
+            self.x[i],
+            {n: y[i] for n, y in self.y.items()},
+            {n: m[i] for n, m in self.mask.items()},
+        )
 
 
 def model(seed: int = 0) -> pt.HardSharing:
     torch.manual_seed(seed)
-    return pt.HardSharing(nn.Sequential(nn.Linear(5, 8), nn.Tanh()), TASKS,
-                          encoder_out_features=8)
+    return pt.HardSharing(nn.Sequential(nn.Linear(5, 8), nn.Tanh()), TASKS, encoder_out_features=8)
 
 
 def flat(module: nn.Module) -> torch.Tensor:
@@ -80,11 +85,18 @@ def fit(spec: str, batch_size: int, masked: bool = False, **options):
     """(parameters of model and balancer, last epoch's logs) after EPOCHS epochs."""
     data = Samples(masked)
     trainer = pt.Trainer(
-        model(), TASKS, spec, optimizer=lambda g: torch.optim.SGD(g, lr=0.1, momentum=0.5),
-        seed=0, progress=False, device="cpu", **options,
+        model(),
+        TASKS,
+        spec,
+        optimizer=lambda g: torch.optim.SGD(g, lr=0.1, momentum=0.5),
+        seed=0,
+        progress=False,
+        device="cpu",
+        **options,
     )
-    history = trainer.fit(DataLoader(data, batch_size=batch_size), EPOCHS,
-                          val_loader=DataLoader(data, batch_size=5))
+    history = trainer.fit(
+        DataLoader(data, batch_size=batch_size), EPOCHS, val_loader=DataLoader(data, batch_size=5)
+    )
     params = torch.cat([flat(trainer.module), flat(trainer.balancer)])
     return params, history[-1]
 
@@ -103,11 +115,19 @@ class Interrupt(pt.training.Callback):
 def resumed_and_whole(out: str, rank: int):
     """PCGrad (random order) with Adam and a step LR schedule, 3 epochs: interrupted
     at the start of epoch 2 and resumed, and uninterrupted."""
+
     def trainer(log_dir, callbacks=(), seed=0):
         return pt.Trainer(
-            model(seed), TASKS, "pcgrad", seed=0, progress=False, device="cpu",
-            log_dir=log_dir, callbacks=callbacks,
-            scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5))
+            model(seed),
+            TASKS,
+            "pcgrad",
+            seed=0,
+            progress=False,
+            device="cpu",
+            log_dir=log_dir,
+            callbacks=callbacks,
+            scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5),
+        )
 
     data = DataLoader(Samples(), batch_size=4, shuffle=True)
     try:
@@ -126,8 +146,13 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     # the variables torchrun sets: the Trainer creates the process group from them
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
-                      RANK=str(rank), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+    )
     results: dict = {}
     for spec, _ in METHODS:
         results[spec] = fit(spec, N // 2 // world)
@@ -171,7 +196,8 @@ def _free_port() -> int:
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ranks")
     context = torch.multiprocessing.start_processes(
-        _worker, args=(2, _free_port(), str(out)), nprocs=2, join=False, start_method="spawn")
+        _worker, args=(2, _free_port(), str(out)), nprocs=2, join=False, start_method="spawn"
+    )
     deadline = time.monotonic() + 150
     while not context.join(timeout=1):
         if time.monotonic() > deadline:
@@ -192,12 +218,14 @@ def test_two_processes_give_the_whole_batch_update_for_every_kind(ranks):
         for rank in ranks:
             params, rank_logs = rank[spec]
             assert torch.allclose(params, whole, rtol=1e-6, atol=1e-6), (
-                spec, kind, float((params - whole).abs().max()))
+                spec,
+                kind,
+                float((params - whole).abs().max()),
+            )
             # epoch losses and validation metrics are the whole split's on every rank
             for key in ("loss/r", "loss/b", "b/accuracy", "b/auc", "r/mae"):
                 assert rank_logs["val"][key] == pytest.approx(logs["val"][key], rel=1e-5)
-            assert rank_logs["train"]["loss/r"] == pytest.approx(logs["train"]["loss/r"],
-                                                                 rel=1e-5)
+            assert rank_logs["train"]["loss/r"] == pytest.approx(logs["train"]["loss/r"], rel=1e-5)
 
 
 def test_uneven_missing_labels_are_weighted_by_their_counts(ranks):
@@ -206,16 +234,18 @@ def test_uneven_missing_labels_are_weighted_by_their_counts(ranks):
         for rank in ranks:
             params, rank_logs = rank[f"masked/{spec}"]
             assert torch.allclose(params, whole, rtol=1e-6, atol=1e-6), (
-                spec, float((params - whole).abs().max()))
-            assert rank_logs["train"]["loss/b"] == pytest.approx(logs["train"]["loss/b"],
-                                                                 rel=1e-5)
+                spec,
+                float((params - whole).abs().max()),
+            )
+            assert rank_logs["train"]["loss/b"] == pytest.approx(logs["train"]["loss/b"], rel=1e-5)
 
 
 def test_a_resumed_two_process_run_ends_where_an_uninterrupted_one_does(ranks):
     for rank in ranks:
         resumed, whole, _ = rank["resume"]
         assert torch.allclose(resumed, whole, rtol=0, atol=1e-7), float(
-            (resumed - whole).abs().max())
+            (resumed - whole).abs().max()
+        )
     assert torch.equal(ranks[0]["resume"][0], ranks[1]["resume"][0])
     assert "last.pt" in ranks[0]["resume"][2] and "steps.csv" in ranks[0]["resume"][2]
 
@@ -229,8 +259,7 @@ def test_what_cannot_run_on_two_processes_fails_naming_the_fix(ranks):
 
 
 def test_a_ddp_wrapped_model_is_refused_for_gradient_methods_only(tmp_path):
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0,
-                            world_size=1)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
     try:
         ddp = nn.parallel.DistributedDataParallel(model())
         with pytest.raises(PolytaskError, match=r"UPGrad .*plain module \(ddp_model.module\)"):

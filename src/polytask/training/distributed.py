@@ -144,8 +144,11 @@ class Distributed:
             )
         if not self.enabled:
             return
-        if (isinstance(inner, GradientAggregator) and not inner.gramian_based
-                and inner.resolved_path() == "representation"):
+        if (
+            isinstance(inner, GradientAggregator)
+            and not inner.gramian_based
+            and inner.resolved_path() == "representation"
+        ):
             raise PolytaskError(
                 f"{label}(path='representation') cannot run on {self.world} processes: its "
                 "rule edits the shared representation's gradients coordinate by "
@@ -177,22 +180,34 @@ class Distributed:
                 "this DataLoader (an IterableDataset, or a custom batch_sampler) cannot be "
                 "sharded by the Trainer: each rank must yield its own share of the data, "
                 "with the same number of batches",
-                RuntimeWarning, stacklevel=4,
+                RuntimeWarning,
+                stacklevel=4,
             )
             return loader
         if train:
             shuffle = isinstance(loader.sampler, torch.utils.data.RandomSampler)
             sampler: Sampler = DistributedSampler(
-                dataset, num_replicas=self.world, rank=self.rank, shuffle=shuffle, seed=seed,
-                drop_last=False)
+                dataset,
+                num_replicas=self.world,
+                rank=self.rank,
+                shuffle=shuffle,
+                seed=seed,
+                drop_last=False,
+            )
         else:
             sampler = RankShard(len(dataset), self.rank, self.world)
         workers = loader.num_workers
         return DataLoader(
-            dataset, batch_size=loader.batch_size, sampler=sampler,
-            num_workers=workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-            drop_last=loader.drop_last, timeout=loader.timeout,
-            worker_init_fn=loader.worker_init_fn, generator=loader.generator,
+            dataset,
+            batch_size=loader.batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+            drop_last=loader.drop_last,
+            timeout=loader.timeout,
+            worker_init_fn=loader.worker_init_fn,
+            generator=loader.generator,
             prefetch_factor=loader.prefetch_factor if workers > 0 else None,
             persistent_workers=loader.persistent_workers if workers > 0 else False,
         )
@@ -233,14 +248,20 @@ class Distributed:
         if not self.is_main:
             set_rng_state(holder[0])
 
-    def loss_factors(self, tasks: Mapping[str, Any], outputs: Mapping[str, Tensor],
-                     targets: Mapping[str, Tensor], masks: Mapping, device: torch.device
-                     ) -> Tensor | None:
+    def loss_factors(
+        self,
+        tasks: Mapping[str, Any],
+        outputs: Mapping[str, Tensor],
+        targets: Mapping[str, Tensor],
+        masks: Mapping,
+        device: torch.device,
+    ) -> Tensor | None:
         """The factors ``R n_r / Σ n`` of each task's loss (None in one process)."""
         if not self.enabled:
             return None
-        counts = [loss_denominator(t, outputs[n], targets[n], masks.get(n))
-                  for n, t in tasks.items()]
+        counts = [
+            loss_denominator(t, outputs[n], targets[n], masks.get(n)) for n, t in tasks.items()
+        ]
         return engine.rank_loss_factors(counts, device)
 
     def sum(self, tensor: Tensor, device: torch.device) -> Tensor:
