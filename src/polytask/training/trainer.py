@@ -102,6 +102,14 @@ class Trainer:
         scheduler_interval: step the scheduler after every epoch (default) or after
             every optimizer step ("step").
 
+    Under ``torchrun`` (several processes; ``torch.distributed`` initialised, or
+    torchrun's variables set, and the Trainer initialises it: nccl on CUDA, gloo on the
+    CPU) each rank trains on its shard of every batch (``DistributedSampler``; the
+    loader's ``batch_size`` is per process) and every method gives the whole batch's
+    update; the model stays plain (not DDP), metrics are reduced as statistics, and
+    rank 0 alone writes logs and checkpoints (:mod:`polytask.training.distributed`,
+    ``docs/distributed.md``).
+
     A model compiled with ``torch.compile`` is accepted as it is: the Trainer reads
     the architecture (shared parameters, representation) from the module it wraps,
     and checkpoints hold that module's state-dict keys.
