@@ -23,6 +23,7 @@ TASKS = [pt.Regression("r"), pt.Binary("b"), pt.Regression("s")]
 N = 16  # two batches of 8 (one process) or of 4 on each of two
 EPOCHS = 2
 #: (spec, kind): losses only, Gramian weights, coordinate edits of the Jacobian
+#: (``polytask.balancing.distributed_kind``)
 METHODS = [
     ("ew", "losses"),
     ("uw", "losses (learned log-variances)"),
@@ -33,8 +34,8 @@ METHODS = [
     ("upgrad:path=gramian", "gramian (Gramian path)"),
     ("nash-mtl", "gramian"),
     ("mgda-ub", "gramian (representation path)"),
-    ("pcgrad", "jacobian (random order, global RNG)"),
-    ("cagrad", "jacobian"),
+    ("pcgrad", "gramian (random order, global RNG)"),
+    ("cagrad", "gramian (Jacobian path)"),
     ("graddrop:path=jacobian", "jacobian (random masks)"),
 ]
 #: methods of the uneven-missing-labels case, one of each kind
