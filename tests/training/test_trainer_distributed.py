@@ -180,10 +180,28 @@ def _other_tasks(rank: int) -> None:
     b.backward(losses, shared_params=net.shared_parameters())
 
 
+def _uneven_batches(rank: int) -> None:
+    batch = next(iter(DataLoader(Samples(), batch_size=4)))
+    trainer = pt.Trainer(model(), TASKS, "ew", progress=False, device="cpu")
+    trainer.fit([batch] * (1 + rank), 1)  # a list: each rank's own share, 1 and 2 batches
+
+
+def _custom_metric(rank: int) -> None:
+    class Median(pt.metrics.Metric):
+        name = "median"
+
+    try:
+        Median().reduce()
+    except NotImplementedError as error:
+        raise PolytaskError(str(error)) from error
+
+
 BAD_INPUT = {
     # GradDrop's default path is the representation: not on several processes
     "graddrop": lambda rank: fit("graddrop", 4),
     "tasks": _other_tasks,
+    "batches": _uneven_batches,
+    "metric": _custom_metric,
 }
 
 
@@ -224,7 +242,7 @@ def test_two_processes_give_the_whole_batch_update_for_every_kind(ranks):
                 float((params - whole).abs().max()),
             )
             # epoch losses and validation metrics are the whole split's on every rank
-            for key in ("loss/r", "loss/b", "b/accuracy", "b/auc", "r/mae"):
+            for key in ("loss/r", "loss/b", "b/accuracy", "b/auc", "b/f1", "r/mae", "r/rmse"):
                 assert rank_logs["val"][key] == pytest.approx(logs["val"][key], rel=1e-5)
             assert rank_logs["train"]["loss/r"] == pytest.approx(logs["train"]["loss/r"], rel=1e-5)
 
@@ -257,6 +275,8 @@ def test_what_cannot_run_on_two_processes_fails_naming_the_fix(ranks):
         assert "GradDrop(path='representation')" in message and "path=jacobian" in message
         message = rank["tasks"]
         assert "disagree on the task set" in message and "['r', 's', 'b']" in message
+        assert "different numbers of batches ({0: 1, 1: 2})" in rank["batches"]
+        assert "metric 'median'" in rank["metric"] and "implement reduce()" in rank["metric"]
 
 
 def test_a_ddp_wrapped_model_is_refused_for_gradient_methods_only(tmp_path):
