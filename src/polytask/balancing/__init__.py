@@ -6,6 +6,7 @@
 
 
 from . import aggregation, engine, penalty, weighting  # importing them registers methods
+from .accumulation import GradientAccumulator, whole_batch_losses
 from .aggregation import (  # every method class, as polytask.balancing.<Class>
     IMTLG,
     MGDA,
@@ -72,6 +73,7 @@ __all__ = [
     "GradDrop",
     "GradNorm",
     "GradVac",
+    "GradientAccumulator",
     "GradientAggregator",
     "DISTRIBUTED_KINDS",
     "distributed_kind",
@@ -99,4 +101,5 @@ __all__ = [
     "penalty",
     "register",
     "weighting",
+    "whole_batch_losses",
 ]

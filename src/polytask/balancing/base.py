@@ -642,7 +642,7 @@ class GradientAggregator(Balancer):
         direction = self.aggregate(jac).view_as(rep)
         del jac
         self._backward_others(ctx, retain_graph=True)
-        torch.autograd.backward(rep, grad_tensors=scaling.scaled(direction).to(rep.dtype))
+        engine.backward_from(rep, scaling.scaled(direction).to(rep.dtype))
         return self._result(ctx)
 
 

@@ -111,8 +111,7 @@ def backward_averaged(total: Tensor, params: Sequence[Tensor], retain_graph: boo
     parameters are reached on each)."""
     if not params:
         return
-    grads = torch.autograd.grad(total, list(params), retain_graph=retain_graph,
-                                allow_unused=True)
+    grads = gradient(total, list(params), retain_graph=retain_graph, materialize=False)
     reached = [(p, g) for p, g in zip(params, grads) if g is not None]
     if not reached:
         return
@@ -492,6 +491,42 @@ def leaf_parameters(loss: Tensor) -> list[Tensor]:
             continue
         stack.extend(child for child, _ in node.next_functions)
     return list(found.values())
+
+
+def gradient(
+    output: Tensor,
+    inputs: Sequence[Tensor],
+    grad_output: Tensor | None = None,
+    retain_graph: bool = False,
+    materialize: bool = True,
+) -> list[Tensor | None]:
+    """The gradient (vector-Jacobian product with ``grad_output``) of ``output`` w.r.t.
+    each of ``inputs``, zeros for an input it does not reach: the engine's entry for
+    a method's gradient of one objective (GradNorm's ``L_grad`` w.r.t. its weights,
+    FAMO's logit step, Auto-Lambda's validation loss at the virtual parameters). With
+    ``materialize=False`` an input not reached gets None instead of zeros."""
+    grads = torch.autograd.grad(
+        output, list(inputs), grad_outputs=grad_output, retain_graph=retain_graph,
+        allow_unused=True,
+    )
+    if not materialize:
+        return list(grads)
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
+
+
+def backward_from(
+    tensors: Tensor | Sequence[Tensor],
+    grad_tensors: Tensor | Sequence[Tensor] | None = None,
+    inputs: Sequence[Tensor] | None = None,
+    retain_graph: bool = False,
+) -> None:
+    """``torch.autograd.backward``: add the vector-Jacobian product of ``tensors`` with
+    ``grad_tensors`` to the ``.grad`` of the leaves (of ``inputs`` only, when given);
+    the engine's entry for every backward a balancer runs."""
+    torch.autograd.backward(
+        tensors, grad_tensors=grad_tensors,
+        inputs=list(inputs) if inputs is not None else None, retain_graph=retain_graph,
+    )
 
 
 def add_to_grad(params: Sequence[Tensor], flat: Tensor) -> None:

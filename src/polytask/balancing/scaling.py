@@ -196,8 +196,7 @@ def backward(
         params = list(inputs) if inputs is not None else engine.leaf_parameters(seed)
         engine.backward_averaged(seed, params, retain_graph)
         return
-    torch.autograd.backward(seed, inputs=list(inputs) if inputs is not None else None,
-                            retain_graph=retain_graph)
+    engine.backward_from(seed, inputs=inputs, retain_graph=retain_graph)
 
 
 def add_to_grad(params: Sequence[Tensor], flat: Tensor) -> None:
@@ -247,4 +246,4 @@ def mark_overflow(params: Sequence[Tensor], losses: Sequence[Tensor]) -> None:
         return
     total = sum(loss for loss in losses if loss.requires_grad)
     if isinstance(total, Tensor):
-        torch.autograd.backward(total * math.inf)
+        engine.backward_from(total * math.inf)

@@ -92,12 +92,6 @@ class RankShard(Sampler[int]):
         return len(range(self.rank, self.n, self.world))
 
 
-def loss_denominator(task: Any, output: Tensor, target: Tensor, mask: Tensor | None) -> int:
-    """How many labeled entries ``task.loss`` averages over on this batch."""
-    _, _, labeled = task.prepare(output.detach(), target, mask)
-    return int(labeled.sum())
-
-
 class Distributed:
     """What the Trainer does differently on several processes (module docstring).
 
@@ -129,7 +123,7 @@ class Distributed:
         return torch.device("cuda")
 
     # -- set-up checks ---------------------------------------------------------------
-    def check(self, model: nn.Module, balancer: Any) -> None:
+    def check(self, model: nn.Module, balancer: Any, accumulate: int = 1) -> None:
         """Refuse what cannot give the whole batch's update, naming the fix."""
         inner = getattr(balancer, "inner", balancer)
         label = type(inner).__name__
@@ -144,6 +138,12 @@ class Distributed:
             )
         if not self.enabled:
             return
+        if accumulate > 1:
+            raise PolytaskError(
+                f"accumulate_grad_batches={accumulate} on {self.world} processes is not "
+                "supported yet (the accumulator's micro-batch reductions are not combined "
+                "across ranks): raise the per-process batch_size, or run one process"
+            )
         if (
             isinstance(inner, GradientAggregator)
             and not inner.gramian_based
@@ -259,9 +259,7 @@ class Distributed:
         """The factors ``R n_r / Σ n`` of each task's loss (None in one process)."""
         if not self.enabled:
             return None
-        counts = [
-            loss_denominator(t, outputs[n], targets[n], masks.get(n)) for n, t in tasks.items()
-        ]
+        counts = [t.loss_count(outputs[n], targets[n], masks.get(n)) for n, t in tasks.items()]
         return engine.rank_loss_factors(counts, device)
 
     def sum(self, tensor: Tensor, device: torch.device) -> Tensor:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import params
-from ..balancing import Balancer, engine, method_class
+from ..balancing import Balancer, GradientAccumulator, engine, method_class, whole_batch_losses
 from ..balancing import get as get_balancer
 from ..balancing.penalty import attach as attach_penalty
 from ..errors import CheckpointError, PolytaskError
@@ -101,6 +101,12 @@ class Trainer:
             ``optimizer -> scheduler``; checkpointed and resumed exactly.
         scheduler_interval: step the scheduler after every epoch (default) or after
             every optimizer step ("step").
+        accumulate_grad_batches: M > 1 accumulates M loader batches (micro-batches)
+            into one optimizer step that equals the step on their union, for every
+            method (:class:`~polytask.balancing.GradientAccumulator`: the whole
+            batch's Jacobian, Gramian and losses, missing labels count-weighted; see
+            ``docs/accumulation.md``). ``global_step`` counts optimizer steps; a last,
+            shorter group of an epoch is stepped as it is.
 
     Under ``torchrun`` (several processes; ``torch.distributed`` initialised, or
     torchrun's variables set, and the Trainer initialises it: nccl on CUDA, gloo on the
@@ -121,7 +127,10 @@ class Trainer:
     ``optimizer_step``; ``on_optimizer_step``; the balancer's after-step hook;
     ``on_step_end``. Per epoch: ``on_epoch_start``, ``on_epoch_end`` (user callbacks,
     then the scheduler, then :class:`ModelCheckpoint`), and ``fit`` ends early once a
-    callback sets ``trainer.should_stop`` (:class:`EarlyStopping`).
+    callback sets ``trainer.should_stop`` (:class:`EarlyStopping`). With
+    ``accumulate_grad_batches`` > 1, forward, losses and ``on_before_backward`` run per
+    micro-batch (each followed by the accumulator's ``add``), the rest once per
+    optimizer step; ``on_step_end`` gets the whole accumulated batch's losses.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -131,6 +140,7 @@ class Trainer:
         "train_metrics": ["boolean"],
         "progress": ["boolean"],
         "scheduler_interval": [params.Options(INTERVALS)],
+        "accumulate_grad_batches": [params.Interval(params.Integral, 1, None)],
     }
 
     def __init__(
@@ -152,11 +162,13 @@ class Trainer:
         precision: str | Precision = "32",
         scheduler: Any = None,
         scheduler_interval: str = "epoch",
+        accumulate_grad_batches: int = 1,
     ) -> None:
         params.check_settings(Trainer, {
             "seed": seed, "monitor": monitor, "grad_clip": grad_clip,
             "train_metrics": train_metrics, "progress": progress,
             "scheduler_interval": scheduler_interval,
+            "accumulate_grad_batches": accumulate_grad_batches,
         })
         self.tasks = as_task_dict(tasks)
         self.task_names = list(self.tasks)
@@ -180,7 +192,7 @@ class Trainer:
         else:
             raise PolytaskError("give shared_params=... for a model that is not a MultiTaskModel")
         self.balancer.prepare(self.task_names)  # per-task state before the optimizer exists
-        self.distributed.check(model, self.balancer)
+        self.distributed.check(model, self.balancer, int(accumulate_grad_batches))
         extra = [p for p in self.balancer.extra_parameters() if p.requires_grad]
         if optimizer is None or not isinstance(optimizer, torch.optim.Optimizer):
             factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
@@ -192,6 +204,8 @@ class Trainer:
         self._include_extra_parameters(extra)
         self.precision = as_precision(precision, self.device)
         self.precision.check(module, self.balancer)
+        self.accumulate_grad_batches = int(accumulate_grad_batches)
+        self.accumulator = self._build_accumulator()
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.callbacks = list(callbacks)
         writes = self.log_dir is not None and self.distributed.is_main  # rank 0 writes
@@ -225,6 +239,25 @@ class Trainer:
         self.improved = False
 
     # -- configuration ----------------------------------------------------------------
+    def _build_accumulator(self) -> GradientAccumulator | None:
+        """The micro-batch accumulator (None without accumulation); refuses a method
+        that would need every micro-batch's graph, naming the fix."""
+        if self.accumulate_grad_batches == 1:
+            return None
+        acc = GradientAccumulator(
+            self.balancer, shared_params=self.shared_params,
+            micro_batches=self.accumulate_grad_batches,
+        )
+        if acc.reads_representation and not acc.weighted_on_representation:
+            raise PolytaskError(
+                f"{type(self.balancer).__name__} on path='representation' computes its "
+                "direction on the shared representation, so accumulate_grad_batches > 1 "
+                "would need every micro-batch's encoder graph: use the method with "
+                "path='jacobian' (exact, no graph kept), or in a plain loop "
+                "GradientAccumulator(..., keep_graphs=True)"
+            )
+        return acc
+
     def _include_extra_parameters(self, extra: list[Tensor]) -> None:
         """Add the balancer's learnable parameters the optimizer lacks (a user-built
         optimizer over ``model.parameters()`` would leave them at their start)."""
@@ -297,14 +330,79 @@ class Trainer:
                 representation=getattr(self.module, "shared_representation", None),
                 grad_scale=self.precision.grad_scale,
             )
+        self._optimizer_step()
+        self._balancer_step_end(inputs, targets, masks, factors)
+        return losses, result, outputs, (targets, masks)
+
+    def _optimizer_step(self) -> None:
+        """Unscale, ``on_before_optimizer_step``, clipping, the optimizer step and
+        ``on_optimizer_step`` (``.grad`` already holds the step's update)."""
         self.precision.unscale_(self.optimizer)
         self._hook("on_before_optimizer_step", self.optimizer)
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         stepped = self.precision.optimizer_step(self.optimizer)
         self._hook("on_optimizer_step", self.optimizer, stepped)
-        self._balancer_step_end(inputs, targets, masks, factors)
-        return losses, result, outputs, (targets, masks)
+
+    def accumulated_step(self, batches: Sequence[Any]) -> tuple[list[tuple], dict[str, Tensor]]:
+        """One optimizer step on the micro-batches ``batches``, equal to the step on
+        their union: per micro-batch forward, losses and the accumulator's ``add``
+        (which frees the graph), then the balancer once (``accumulator.backward``).
+        Returns, per micro-batch, ``(losses, result, outputs, (targets, masks))`` as
+        :meth:`train_step` does (losses and outputs detached), and the whole batch's
+        losses (count-weighted means of the micro-batches')."""
+        acc = self.accumulator
+        if acc is None:
+            raise PolytaskError("accumulated_step needs accumulate_grad_batches > 1")
+        self.optimizer.zero_grad(set_to_none=True)
+        scale = self.precision.grad_scale
+        micro = []
+        for batch in batches:
+            inputs, targets, masks = split_batch(batch)
+            check_targets(self.task_names, targets, masks)
+            inputs, targets, masks = (to_device(v, self.device) for v in (inputs, targets, masks))
+            outputs, losses = self._forward(inputs, targets, masks)
+            self._hook("on_before_backward", self.global_step, losses, (inputs, targets, masks))
+            counts = {n: t.loss_count(outputs[n], targets[n], masks.get(n))
+                      for n, t in self.tasks.items()}
+            acc.add(losses, counts=counts,
+                    representation=getattr(self.module, "shared_representation", None),
+                    grad_scale=scale)
+            micro.append((inputs, {n: v.detach() for n, v in losses.items()},
+                          {n: v.detach() for n, v in outputs.items()}, targets, masks, counts))
+        result = acc.backward(grad_scale=scale)
+        self._optimizer_step()
+        if getattr(self.balancer, "needs_losses_after_step", False):
+            # FAMO: the whole batch's losses after the step, one forward per micro-batch
+            with torch.no_grad():
+                after = [self._forward(x, t, m)[1] for x, _, _, t, m, _ in micro]
+            self.balancer.on_step_end(whole_batch_losses(after, [c for *_, c in micro]))
+        else:
+            self.balancer.on_step_end(None)
+        whole = whole_batch_losses([m[1] for m in micro], [m[5] for m in micro])
+        return [(losses, result, outputs, (t, m)) for _, losses, outputs, t, m, _ in micro], whole
+
+    def _train_steps(self, loader: Iterable) -> Iterable[tuple]:
+        """Per loader batch: ``train_step``'s tuple and the step's losses (those of the
+        whole accumulated batch on its last micro-batch, else None)."""
+        if self.accumulate_grad_batches == 1:
+            for batch in loader:
+                out = self.train_step(batch)
+                yield (*out, {n: v.detach() for n, v in out[0].items()})
+            return
+        group: list[Any] = []
+        for batch in loader:
+            group.append(batch)
+            if len(group) == self.accumulate_grad_batches:
+                yield from self._accumulated(group)
+                group = []
+        if group:
+            yield from self._accumulated(group)
+
+    def _accumulated(self, group: Sequence[Any]) -> Iterable[tuple]:
+        steps, whole = self.accumulated_step(group)
+        for i, step in enumerate(steps):
+            yield (*step, whole if i == len(steps) - 1 else None)
 
     def _forward(
         self, inputs: Any, targets: Mapping[str, Tensor], masks: Mapping
@@ -410,8 +508,7 @@ class Trainer:
         bar = tqdm(
             loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress, leave=False
         )
-        for batch in bar:
-            losses, result, outputs, (targets, masks) = self.train_step(batch)
+        for losses, result, outputs, (targets, masks), step_losses in self._train_steps(bar):
             values = torch.stack([losses[n].detach() for n in self.task_names]).double().cpu()
             weights = torch.tensor([result.weights.get(n, 1.0) for n in self.task_names])
             counts = torch.tensor(
@@ -422,13 +519,15 @@ class Trainer:
             labeled_sum += counts
             weight_sum += weights.double()
             batches += 1
-            self.global_step += 1
             if metrics is not None:
                 for name, task in self.tasks.items():
                     task.update_metrics(metrics[name], outputs[name], targets[name],
                                         masks.get(name))
+            if step_losses is None:  # a micro-batch before the end of its step
+                continue
+            self.global_step += 1
             if self.all_callbacks():
-                vals = values.tolist()
+                vals = [float(step_losses[n]) for n in self.task_names]
                 record = {f"loss/{n}": v for n, v in zip(self.task_names, vals)}
                 record.update(
                     {f"weight/{n}": w for n, w in zip(self.task_names, weights.tolist())}

@@ -157,7 +157,7 @@ class GradNorm(StatefulWeighting):
         weighted = self.task_weights * grad_norms
         target = gradnorm_target(weighted.detach(), losses, self.initial_losses, self.alpha)
         l_grad = (weighted - target).abs().sum()
-        (grad,) = torch.autograd.grad(l_grad, self.task_weights)
+        (grad,) = engine.gradient(l_grad, [self.task_weights])
         scaling.set_grad(self.task_weights, grad)  # s × grad under a loss scale, like .grad
         if self.internal_optimizer:
             self._step_inner()
