@@ -202,6 +202,9 @@ BAD_INPUT = {
     "tasks": _other_tasks,
     "batches": _uneven_batches,
     "metric": _custom_metric,
+    "accumulation": lambda rank: pt.Trainer(
+        model(), TASKS, "ew", accumulate_grad_batches=2, progress=False, device="cpu"
+    ),
 }
 
 
@@ -277,6 +280,7 @@ def test_what_cannot_run_on_two_processes_fails_naming_the_fix(ranks):
         assert "disagree on the task set" in message and "['r', 's', 'b']" in message
         assert "different numbers of batches ({0: 1, 1: 2})" in rank["batches"]
         assert "metric 'median'" in rank["metric"] and "implement reduce()" in rank["metric"]
+        assert "accumulate_grad_batches=2 on 2 processes" in rank["accumulation"]
 
 
 def test_a_ddp_wrapped_model_is_refused_for_gradient_methods_only(tmp_path):
