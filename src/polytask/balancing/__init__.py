@@ -24,7 +24,15 @@ from .aggregation import (  # every method class, as polytask.balancing.<Class>
     PCGrad,
     UPGrad,
 )
-from .base import BalanceContext, Balancer, BalanceResult, GradientAggregator, LossWeighting
+from .base import (
+    DISTRIBUTED_KINDS,
+    BalanceContext,
+    Balancer,
+    BalanceResult,
+    GradientAggregator,
+    LossWeighting,
+    distributed_kind,
+)
 from .penalty import Regularized
 from .registry import available, get, method_class, register
 from .weighting import (
@@ -67,6 +75,8 @@ __all__ = [
     "GradVac",
     "GradientAccumulator",
     "GradientAggregator",
+    "DISTRIBUTED_KINDS",
+    "distributed_kind",
     "IMTL",
     "IMTLG",
     "IMTLL",

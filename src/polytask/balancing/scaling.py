@@ -189,9 +189,18 @@ def backward(
     inputs: Sequence[Tensor] | None = None,
     retain_graph: bool = False,
 ) -> None:
-    """``total.backward()`` seeded with the active scale (``.grad += s ∇total``)."""
+    """``total.backward()`` seeded with the active scale (``.grad += s ∇total``).
+
+    Under ``torch.distributed`` (:func:`engine.averages_writes`) the gradients are
+    averaged across ranks before they reach ``.grad`` (``inputs``, or every leaf
+    ``total`` reaches): the engine's one all-reduce of a balancer's written gradients.
+    """
     s = current()
     seed = total if s is None else total * s
+    if engine.averages_writes():
+        params = list(inputs) if inputs is not None else engine.leaf_parameters(seed)
+        engine.backward_averaged(seed, params, retain_graph)
+        return
     engine.backward_from(seed, inputs=inputs, retain_graph=retain_graph)
 
 

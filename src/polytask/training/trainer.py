@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -14,7 +15,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import params
-from ..balancing import Balancer, GradientAccumulator, method_class, whole_batch_losses
+from ..balancing import Balancer, GradientAccumulator, engine, method_class, whole_batch_losses
 from ..balancing import get as get_balancer
 from ..balancing.penalty import attach as attach_penalty
 from ..errors import CheckpointError, PolytaskError
@@ -30,6 +31,7 @@ from .callbacks import (
     tensorboard_available,
 )
 from .checkpoints import load_checkpoint_file, prepare_run_dir, save_checkpoint_file
+from .distributed import Distributed, is_ddp
 from .precision import Precision, as_precision
 from .predict import labeled_samples
 from .predict import predict as predict_outputs
@@ -40,9 +42,16 @@ Metrics = dict[str, dict[str, float]]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module under a ``torch.compile`` wrapper (the model itself otherwise): its
-    architecture, parameters and state-dict keys are the uncompiled model's."""
-    return getattr(model, "_orig_mod", model)
+    """The module under a ``torch.compile`` or ``DistributedDataParallel`` wrapper (the
+    model itself otherwise): its architecture, parameters and state-dict keys are the
+    plain model's."""
+    while True:
+        if is_ddp(model):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
 
 
 def _check_outputs(outputs: Any, task_names: Sequence[str]) -> None:
@@ -98,6 +107,14 @@ class Trainer:
             batch's Jacobian, Gramian and losses, missing labels count-weighted; see
             ``docs/accumulation.md``). ``global_step`` counts optimizer steps; a last,
             shorter group of an epoch is stepped as it is.
+
+    Under ``torchrun`` (several processes; ``torch.distributed`` initialised, or
+    torchrun's variables set, and the Trainer initialises it: nccl on CUDA, gloo on the
+    CPU) each rank trains on its shard of every batch (``DistributedSampler``; the
+    loader's ``batch_size`` is per process) and every method gives the whole batch's
+    update; the model stays plain (not DDP), metrics are reduced as statistics, and
+    rank 0 alone writes logs and checkpoints (:mod:`polytask.training.distributed`,
+    ``docs/distributed.md``).
 
     A model compiled with ``torch.compile`` is accepted as it is: the Trainer reads
     the architecture (shared parameters, representation) from the module it wraps,
@@ -155,9 +172,9 @@ class Trainer:
         })
         self.tasks = as_task_dict(tasks)
         self.task_names = list(self.tasks)
-        self.device = torch.device(
-            device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-        )
+        #: the torchrun plugin (process group, shards, rank 0's files; docs/distributed.md)
+        self.distributed = Distributed(device)
+        self.device = self.distributed.device(device)
         self.model = model.to(self.device)
         module = unwrap(model)  # the architecture under a torch.compile wrapper
         if isinstance(balancer, str):  # a name or "name:key=value" spec, as on the CLI
@@ -175,6 +192,7 @@ class Trainer:
         else:
             raise PolytaskError("give shared_params=... for a model that is not a MultiTaskModel")
         self.balancer.prepare(self.task_names)  # per-task state before the optimizer exists
+        self.distributed.check(model, self.balancer, int(accumulate_grad_batches))
         extra = [p for p in self.balancer.extra_parameters() if p.requires_grad]
         if optimizer is None or not isinstance(optimizer, torch.optim.Optimizer):
             factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
@@ -190,7 +208,8 @@ class Trainer:
         self.accumulator = self._build_accumulator()
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.callbacks = list(callbacks)
-        if self.log_dir is not None:
+        writes = self.log_dir is not None and self.distributed.is_main  # rank 0 writes
+        if writes:
             self.callbacks.insert(0, CSVLogger(self.log_dir))
             if tensorboard_available():
                 self.callbacks.append(TensorBoardLogger(self.log_dir / "tensorboard"))
@@ -201,7 +220,7 @@ class Trainer:
             scheduling = LRScheduling(scheduler, scheduler_interval)
             self.lr_scheduler = scheduling.bind(self.optimizer)
             self.closing_callbacks.append(scheduling)
-        if self.log_dir is not None:
+        if writes:
             self.closing_callbacks.append(ModelCheckpoint(self.log_dir))
         self.seed = seed
         self.monitor = monitor
@@ -297,14 +316,22 @@ class Trainer:
         outputs, losses = self._forward(inputs, targets, masks)
         self._hook("on_before_backward", self.global_step, losses, (inputs, targets, masks))
         self.optimizer.zero_grad(set_to_none=True)
-        result = self.balancer.backward(
-            losses,
-            shared_params=self.shared_params,
-            representation=getattr(self.module, "shared_representation", None),
-            grad_scale=self.precision.grad_scale,
-        )
+        # several processes: each rank's losses weighted by its share of the labels, so
+        # that the engine's average across ranks is the whole batch's loss
+        factors = self.distributed.loss_factors(self.tasks, outputs, targets, masks,
+                                                self.device)
+        balanced = losses if factors is None else {
+            n: losses[n] * factors[i].to(losses[n].dtype) for i, n in enumerate(losses)}
+        with (engine.caller_averages_gradients() if is_ddp(self.model)
+              else contextlib.nullcontext()):  # DDP's hooks average a loss weighting's
+            result = self.balancer.backward(
+                balanced,
+                shared_params=self.shared_params,
+                representation=getattr(self.module, "shared_representation", None),
+                grad_scale=self.precision.grad_scale,
+            )
         self._optimizer_step()
-        self._balancer_step_end(inputs, targets, masks)
+        self._balancer_step_end(inputs, targets, masks, factors)
         return losses, result, outputs, (targets, masks)
 
     def _optimizer_step(self) -> None:
@@ -389,15 +416,20 @@ class Trainer:
             losses = self.compute_losses(outputs, targets, masks)
         return outputs, self.precision.to_float(losses)
 
-    def _balancer_step_end(self, inputs: Any, targets: Mapping, masks: Mapping) -> None:
+    def _balancer_step_end(self, inputs: Any, targets: Mapping, masks: Mapping,
+                           factors: Tensor | None = None) -> None:
         """The balancer's after-step hook; for methods that need it (FAMO), with the
-        same batch's losses at the new parameters (one extra forward, no backward)."""
+        same batch's losses at the new parameters (one extra forward, no backward; on
+        several processes the whole batch's, weighted by ``factors`` and averaged)."""
         if not getattr(self.balancer, "needs_losses_after_step", False):
             self.balancer.on_step_end(None)
             return
         with torch.no_grad():
             _, after = self._forward(inputs, targets, masks)
-        self.balancer.on_step_end({n: v.detach() for n, v in after.items()})
+        values = torch.stack([after[n].detach().reshape(()) for n in self.task_names])
+        if factors is not None:
+            values = engine.average_across_ranks(values * factors.to(values.dtype))
+        self.balancer.on_step_end(dict(zip(self.task_names, values)))
 
     # -- loops ------------------------------------------------------------------------
     def fit(
@@ -420,12 +452,16 @@ class Trainer:
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise PolytaskError(f"epochs must be a positive int, got {epochs!r}")
         if self.log_dir is not None:
-            prepare_run_dir(self.log_dir, resume=resume, overwrite=overwrite)
+            self.distributed.barrier()  # rank 0's last writes are done
+            if self.distributed.is_main or resume:  # rank 0 clears; every rank resumes
+                prepare_run_dir(self.log_dir, resume=resume, overwrite=overwrite)
+            self.distributed.barrier()
         elif resume:
             raise PolytaskError("resume=True needs a log_dir")
         if self.seed is not None:
             seed_everything(self.seed)
         self.should_stop = False
+        train_loader = self.distributed.shard(train_loader, train=True, seed=self.seed or 0)
         self.balancer.attach(
             model=self.model, optimizer=self.optimizer, loader=train_loader,
             tasks=self.tasks, primary=self.main_tasks, device=self.device,
@@ -435,6 +471,7 @@ class Trainer:
             attach_loader(self)
         if resume:
             self.load_checkpoint(self.log_dir / "last.pt")
+        self.distributed.synchronize(self.module, self.balancer)  # rank 0's state and RNGs
         self._hook("on_fit_start")
         for epoch in range(self.epochs_done, epochs):
             if self.should_stop:  # a resumed run that had stopped early stays stopped
@@ -443,6 +480,7 @@ class Trainer:
             if isinstance(self.module, MultiTaskModel):  # schedules (AdaShare, Learning to Branch)
                 self.module.on_epoch_start(epoch)
             start = time.perf_counter()
+            self.distributed.start_epoch(train_loader, epoch)
             train_logs = self._train_epoch(train_loader, epoch, epochs)
             train_logs["time"] = time.perf_counter() - start
             logs: dict[str, Any] = {"train": train_logs}
@@ -456,6 +494,7 @@ class Trainer:
             self.history.append({"epoch": epoch, **logs})
             self._hook("on_epoch_end", epoch, logs)  # checkpoints last (ModelCheckpoint)
         self._hook("on_fit_end")
+        self.distributed.barrier()  # rank 0's files are written when fit returns
         return self.history
 
     def _train_epoch(self, loader: Iterable, epoch: int, epochs: int) -> dict[str, float]:
@@ -500,6 +539,11 @@ class Trainer:
                 bar.set_postfix(loss=f"{float(mean.sum()):.4f}")
         if batches == 0:
             raise PolytaskError("the training loader yielded no batch")
+        # several processes: every rank's sums (the whole epoch's means on each rank)
+        sums = self.distributed.sum(torch.stack([loss_sum, labeled_sum]), self.device)
+        loss_sum, labeled_sum = sums[0], sums[1]
+        if metrics is not None:
+            self.distributed.reduce_metrics(metrics)
         # the mean over labeled samples: batches without a label for a task do not count
         logs = {
             f"loss/{n}": float(loss_sum[i] / labeled_sum[i]) if labeled_sum[i] else math.nan
@@ -521,6 +565,7 @@ class Trainer:
         metrics = {n: t.metrics() for n, t in self.tasks.items()}
         loss_sum = dict.fromkeys(self.task_names, 0.0)
         count = dict.fromkeys(self.task_names, 0)
+        loader = self.distributed.shard(loader, train=False, seed=0)  # rank r: r, r+R, ...
         for batch in loader:
             inputs, targets, masks = split_batch(batch)
             check_targets(self.task_names, targets, masks)
@@ -537,6 +582,13 @@ class Trainer:
                     count[name] += n_labeled
                 task.update_metrics(metrics[name], outputs[name], targets[name], masks.get(name))
         self.model.train(was_training)
+        if self.distributed.enabled:  # sums and metric states of every rank
+            sums = self.distributed.sum(torch.tensor(
+                [[loss_sum[n] for n in self.task_names], [count[n] for n in self.task_names]],
+                dtype=torch.float64), self.device)
+            loss_sum = dict(zip(self.task_names, sums[0].tolist()))
+            count = dict(zip(self.task_names, sums[1].tolist()))
+            self.distributed.reduce_metrics(metrics)
         results: Metrics = {}
         for name, ms in metrics.items():
             results[name] = {m: metric.compute() for m, metric in ms.items()}

@@ -37,6 +37,20 @@ def gradnorm_target(norms: Tensor, losses: Tensor, initial: Tensor, alpha: float
     return (norms.mean() * r.pow(alpha)).detach()
 
 
+def _whole_batch_norms(jac: Tensor, on_representation: bool) -> Tensor:
+    """Each task's gradient norm on the whole batch under ``torch.distributed`` (the
+    rank's own in one process): on parameters the Jacobian is averaged across ranks
+    (the engine's reduction); on the representation, whose rows differ per rank, the
+    whole batch's squared norm is ``Σ_r ‖g_r‖² / R²`` (K numbers reduced)."""
+    ranks = engine.world_size()
+    if ranks == 1:
+        return jac.norm(dim=1)
+    if on_representation:
+        squares = engine.sum_across_ranks(jac.double().square().sum(dim=1))
+        return (squares.sqrt() / ranks).to(jac.dtype)
+    return engine.average_across_ranks(jac).norm(dim=1)
+
+
 @register("gradnorm")
 class GradNorm(StatefulWeighting):
     """GradNorm (Chen, Badrinarayanan, Lee & Rabinovich, ICML 2018).
@@ -132,9 +146,8 @@ class GradNorm(StatefulWeighting):
         losses = ctx.loss_values
         if self.initial_losses is None:
             self.initial_losses = losses.clone()
-        jac = scaling.jacobian(ctx.losses, self._norm_inputs(ctx), self.strategy, True,
-                               reduce=self.layer != "representation")
-        grad_norms = jac.norm(dim=1)
+        jac = scaling.jacobian(ctx.losses, self._norm_inputs(ctx), self.strategy, True)
+        grad_norms = _whole_batch_norms(jac, on_representation=self.layer == "representation")
         del jac
         used = self.task_weights.detach().clone()
         total = sum(wk * loss for wk, loss in zip(used, ctx.losses))
