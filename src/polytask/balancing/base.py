@@ -271,6 +271,16 @@ class Balancer(nn.Module):
         raise NotImplementedError
 
 
+def surrogate(losses: Tensor, weights: Tensor, value: Tensor) -> Tensor:
+    """``Σ_k w_k L_k`` with the value ``value``: the scalar a loss weighting whose
+    objective ``f(L)`` is nonlinear differentiates once ``w = ∂f/∂L`` has been taken
+    at the engine's loss values (under ``torch.distributed`` the whole batch's, where
+    differentiating ``f`` of a rank's own losses would not give the whole batch's
+    gradient). In one process its gradient is ``f``'s own."""
+    weighted = (weights.detach().to(losses) * losses).sum()
+    return weighted + (value.detach().to(weighted) - weighted.detach())
+
+
 class LossWeighting(Balancer):
     """Weights from the losses, then one backward of the weighted sum.
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ... import params
-from ..base import BalanceContext, LossWeighting
+from ..base import BalanceContext, LossWeighting, surrogate
 from ..registry import register
 
 
@@ -25,7 +25,9 @@ class GeometricLossStrategy(LossWeighting):
     Extra cost per step: none. A task whose loss is exactly 0 at a step (no label in
     the batch) is left out of that step's geometric mean (weight 0): a zero factor
     would make the product, and so every task's weight, vanish. ``eps`` keeps the
-    logarithm finite for losses that are positive but tiny.
+    logarithm finite for losses that are positive but tiny. The weights are computed
+    from the engine's loss values, so under ``torch.distributed`` they are the whole
+    batch's, and the backward is ``Σ_k w_k L_k`` (the same gradient in one process).
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -41,9 +43,10 @@ class GeometricLossStrategy(LossWeighting):
         losses = torch.stack(ctx.losses)
         if not bool(live.any()):
             return (losses * 0).sum(), torch.zeros_like(losses.detach())
-        alive = losses[live]
-        logs = torch.log(alive.clamp_min(self.eps))
-        total = torch.exp(logs.mean())
+        # the weights from the engine's loss values (under torch.distributed the whole
+        # batch's), then Σ w_k L_k: the geometric mean's gradient at those values
+        values = ctx.loss_values.to(losses)[live].clamp_min(self.eps)
+        geo = torch.exp(torch.log(values).mean())
         w = torch.zeros_like(losses.detach())
-        w[live] = total.detach() / (alive.numel() * alive.detach().clamp_min(self.eps))
-        return total, w
+        w[live] = geo / (values.numel() * values)
+        return surrogate(losses, w, geo), w

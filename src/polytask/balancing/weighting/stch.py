@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ... import params
 from ...errors import PolytaskError
-from ..base import BalanceContext
+from ..base import BalanceContext, surrogate
 from ..registry import register
 from ._common import StatefulWeighting
 
@@ -43,6 +43,10 @@ class SmoothTchebycheff(StatefulWeighting):
 
     Reported weights: the factor on ``∇L_k``, ``K softmax_k / L_k`` (or ``1/L_k``
     during warm-up).
+
+    The weights are computed from the engine's loss values and the backward is
+    ``Σ_k w_k L_k``: the same gradient in one process, and the whole batch's under
+    ``torch.distributed`` (a smooth maximum of each rank's own losses would not be).
 
     Extra cost per step: none (K numbers of state).
     """
@@ -97,7 +101,9 @@ class SmoothTchebycheff(StatefulWeighting):
 
     def combine(self, ctx: BalanceContext) -> tuple[Tensor, Tensor]:
         losses = torch.stack(ctx.losses)
-        values = losses.detach()
+        # the engine's loss values: under torch.distributed the whole batch's; the
+        # weights are the objective's gradient there, and the backward Σ w_k L_k
+        values = ctx.loss_values.to(losses)
         k = len(ctx.losses)
         if self.warming_up:
             live = ctx.live.to(values.device)
@@ -106,21 +112,20 @@ class SmoothTchebycheff(StatefulWeighting):
                 self._sum = values.clone() if self._sum is None else self._sum + values
                 self._seen = seen if getattr(self, "_seen", None) is None else self._seen + seen
                 self._count += 1
-            total = torch.log(losses[live] + self.eps).sum()
-            return total, (1.0 / (values + self.eps)).masked_fill(~live, 0.0)
+            w = (1.0 / (values + self.eps)).masked_fill(~live, 0.0)
+            return surrogate(losses, w, torch.log(values[live] + self.eps).sum()), w
         nadir = torch.ones_like(values) if self.nadir is None else self.nadir.to(values)
         live = ctx.live.to(values.device)
-        logs = torch.log(losses / nadir + self.eps)
+        logs = torch.log(values / nadir + self.eps)
         lam = self._preference(ctx.names, values)
         lam_full = torch.ones_like(values) if lam is None else lam
         # dead tasks (loss exactly 0) drop out of the smooth maximum at this step
         scaled = (lam_full * logs / self.mu).masked_fill(~live, float("-inf"))
         if not bool(live.any()):
             return (losses * 0).sum(), torch.zeros_like(values)
-        total = k * self.mu * torch.logsumexp(scaled, dim=0)
-        soft = torch.softmax(scaled.detach(), dim=0)
-        w = (k * soft * lam_full / (values + self.eps)).masked_fill(~live, 0.0)
-        return total, w
+        soft = torch.softmax(scaled, dim=0)
+        w = (k * soft * lam_full / (values + self.eps * nadir)).masked_fill(~live, 0.0)
+        return surrogate(losses, w, k * self.mu * torch.logsumexp(scaled, dim=0)), w
 
     def on_epoch_end(
         self, epoch: int | None = None, train_losses: Mapping[str, float] | None = None
