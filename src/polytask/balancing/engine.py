@@ -40,6 +40,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -175,14 +176,17 @@ def scaled_gram(rows: Tensor) -> Tensor:
             return gram
     elif rows.numel() and rows.is_floating_point():
         gram = rows @ rows.T
-        diag = torch.diagonal(gram)
-        tiny = torch.finfo(rows.dtype).tiny
-        ok = bool(torch.isfinite(gram).all()) and bool(
-            ((diag == 0) | (diag > tiny * 2**40)).all())
-        if ok:
+        # the checks read a float64 host copy of the K×K result (one transfer, NumPy:
+        # microseconds, where a handful of tiny tensor ops cost more than the rule)
+        host = gram.to("cpu", torch.float64).numpy()
+        diag = np.diagonal(host)
+        tiny = float(torch.finfo(rows.dtype).tiny)
+        if np.isfinite(host).all() and ((diag == 0) | (diag > tiny * 2**40)).all():
             zero = diag == 0  # a zero squared norm must mean a zero row, not underflow
-            if not bool(zero.any()) or bool((rows[zero] == 0).all()):
-                return gram.to(torch.float64)
+            if not zero.any() or bool(
+                    (rows[torch.from_numpy(zero).to(rows.device)] == 0).all()):
+                return torch.from_numpy(host) if rows.device.type == "cpu" else (
+                    gram.to(torch.float64))
     scale = rows.abs().amax() if rows.numel() else rows.new_zeros(())
     if not bool(torch.isfinite(scale)):
         raise FloatingPointError("a task gradient is not finite")

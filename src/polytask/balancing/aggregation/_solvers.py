@@ -97,8 +97,11 @@ def equilibrate(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(D G D, d, live)`` with ``d_k = 1/‖g_k‖`` on the live tasks (0 on zero ones):
     the Gramian of the unit task gradients, with unit diagonal on live tasks."""
     live = active_tasks(g)
-    d = np.zeros(g.shape[0])
-    d[live] = 1.0 / np.sqrt(np.diag(g)[live])
+    if live.all():
+        d = 1.0 / np.sqrt(np.diag(g))
+    else:
+        d = np.zeros(g.shape[0])
+        d[live] = 1.0 / np.sqrt(np.diag(g)[live])
     return g * np.outer(d, d), d, live
 
 
@@ -390,7 +393,7 @@ def dual_cone_weights(g: np.ndarray, u: np.ndarray,
     if not live.any():  # every gradient is zero: any v ≥ u is optimal; take v = u
         return out
     idx = np.flatnonzero(live)
-    gl = gu[np.ix_(idx, idx)]
+    gl = gu if len(idx) == len(live) else gu[np.ix_(idx, idx)]
     evals, evecs = np.linalg.eigh(gl)
     keep = evals > rank_tolerance(len(idx), precision) * max(float(evals.max()), 1e-300)
     lt = (evecs[:, keep] * np.sqrt(evals[keep])).T  # r × K_live, with Ĝ = L Lᵀ
