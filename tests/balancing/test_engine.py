@@ -194,6 +194,28 @@ def test_gramian_blocks_match_the_full_gramian():
     assert torch.isfinite(engine.scaled_gram(big)).all()
 
 
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [[1.0, 2.0, -3.0], [0.5, -1.0, 4.0]],  # ordinary: the direct float32 product
+        [[1.0, 2.0, -3.0], [0.0, 0.0, 0.0]],  # a zero row: exactly zero, not underflow
+        [[1e-22, 2e-22, 0.0], [0.0, -1e-22, 1e-22]],  # squared norms underflow float32
+        [[1e25, 0.0, 1e25], [-1e25, 1e-20, 0.0]],  # the product overflows float32
+    ],
+)
+def test_scaled_gram_in_float32_matches_float64_to_rounding(rows):
+    from polytask.balancing import engine
+
+    j = torch.tensor(rows, dtype=torch.float32)
+    exact = j.double() @ j.double().T
+    gram = engine.scaled_gram(j)
+    assert gram.dtype == torch.float64 and gram.shape == (2, 2)
+    assert torch.isfinite(gram).all()
+    scale = exact.diagonal()[:, None].sqrt() * exact.diagonal()[None, :].sqrt()
+    assert torch.all((gram - exact).abs() <= 1e-6 * scale + 1e-300)
+    assert bool((gram.diagonal() > 0).all()) == bool((j != 0).any(1).all())
+
+
 def test_gramian_by_products_matches_the_full_gramian():
     from polytask.balancing import engine
 

@@ -9,7 +9,10 @@ from torch import Tensor
 
 def to_weights(w: np.ndarray, like: Tensor) -> Tensor:
     """A float64 NumPy weight vector as a tensor on the device of ``like``."""
-    return torch.as_tensor(np.asarray(w, dtype=np.float64), device=like.device)
+    w = np.array(w, dtype=np.float64)  # an own copy: the rule's arrays may be its state
+    if like.device.type == "cpu":
+        return torch.from_numpy(w)
+    return torch.as_tensor(w, device=like.device)
 
 
 def seeded_rng(seed_source: np.random.Generator | None) -> np.random.Generator:
