@@ -341,14 +341,14 @@ def baseline_round(src: str, ks, p: int, repeats: int) -> dict[str, float]:
 
 
 def recorded_peer(path: str) -> dict[str, tuple[float, float]]:
-    """``{"method K": (polytask ms, torchjd ms)}`` from an earlier rules table."""
+    """``{"method K": (torchjd ms, ratio)}`` from an earlier rules table with torchjd."""
     out = {}
     for line in Path(path).read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 5 or not cells[1].isdigit():
+        if len(cells) != 6 or not cells[1].isdigit():
             continue
         try:
-            out[f"{cells[0]} {cells[1]}"] = (float(cells[3]), float(cells[4]))
+            out[f"{cells[0]} {cells[1]}"] = (float(cells[4]), float(cells[5]))
         except ValueError:
             continue
     return out
@@ -386,9 +386,7 @@ def peer_rows(args) -> list[dict]:
             row[f"vs_{n}"] = statistics.median(paired) if paired else float("nan")
         row["ratio"] = row["vs_torchjd"]
         if key in recorded and "previous_ms" in row and row["vs_torchjd"] != row["vs_torchjd"]:
-            old_ms, peer_ms = recorded[key]
-            row["recorded_torchjd_ms"] = peer_ms
-            row["recorded_ratio"] = old_ms / peer_ms
+            row["recorded_torchjd_ms"], row["recorded_ratio"] = recorded[key]
             row["projected_ratio"] = row["recorded_ratio"] * row["vs_previous"]
         rows.append(row)
         print(

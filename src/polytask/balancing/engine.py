@@ -180,13 +180,15 @@ def scaled_gram(rows: Tensor) -> Tensor:
         # microseconds, where a handful of tiny tensor ops cost more than the rule)
         host = gram.to("cpu", torch.float64).numpy()
         diag = np.diagonal(host)
-        tiny = float(torch.finfo(rows.dtype).tiny)
-        if np.isfinite(host).all() and ((diag == 0) | (diag > tiny * 2**40)).all():
+        floor = float(torch.finfo(rows.dtype).tiny) * 2**40
+        ok = np.isfinite(host).all()
+        if ok and not diag.min() > floor:  # a zero or tiny squared norm (the rare case)
             zero = diag == 0  # a zero squared norm must mean a zero row, not underflow
-            if not zero.any() or bool(
-                    (rows[torch.from_numpy(zero).to(rows.device)] == 0).all()):
-                return torch.from_numpy(host) if rows.device.type == "cpu" else (
-                    gram.to(torch.float64))
+            ok = (zero | (diag > floor)).all() and (not zero.any() or bool(
+                (rows[torch.from_numpy(zero).to(rows.device)] == 0).all()))
+        if ok:
+            return torch.from_numpy(host) if rows.device.type == "cpu" else (
+                gram.to(torch.float64))
     scale = rows.abs().amax() if rows.numel() else rows.new_zeros(())
     if not bool(torch.isfinite(scale)):
         raise FloatingPointError("a task gradient is not finite")
