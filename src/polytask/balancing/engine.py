@@ -63,6 +63,8 @@ def average_across_ranks(tensor: Tensor) -> Tensor:
         torch.distributed.all_reduce(tensor)
         tensor /= size
     return tensor
+
+
 _warned_fallback = False
 _warned_double_backward = False
 
@@ -184,11 +186,11 @@ def scaled_gram(rows: Tensor) -> Tensor:
         ok = np.isfinite(host).all()
         if ok and not diag.min() > floor:  # a zero or tiny squared norm (the rare case)
             zero = diag == 0  # a zero squared norm must mean a zero row, not underflow
-            ok = (zero | (diag > floor)).all() and (not zero.any() or bool(
-                (rows[torch.from_numpy(zero).to(rows.device)] == 0).all()))
+            ok = (zero | (diag > floor)).all() and (
+                not zero.any() or bool((rows[torch.from_numpy(zero).to(rows.device)] == 0).all())
+            )
         if ok:
-            return torch.from_numpy(host) if rows.device.type == "cpu" else (
-                gram.to(torch.float64))
+            return torch.from_numpy(host) if rows.device.type == "cpu" else (gram.to(torch.float64))
     scale = rows.abs().amax() if rows.numel() else rows.new_zeros(())
     if not bool(torch.isfinite(scale)):
         raise FloatingPointError("a task gradient is not finite")
@@ -201,9 +203,7 @@ def scaled_gram(rows: Tensor) -> Tensor:
     return (unit @ unit.T).to(torch.float64) * scale.to(torch.float64) ** 2
 
 
-def parameter_blocks(
-    inputs: Sequence[Tensor], max_block_numel: int | None
-) -> list[list[Tensor]]:
+def parameter_blocks(inputs: Sequence[Tensor], max_block_numel: int | None) -> list[list[Tensor]]:
     """Consecutive groups of ``inputs`` of at most ``max_block_numel`` elements each
     (a single larger tensor forms its own block); one block when the bound is None."""
     if max_block_numel is None:
@@ -301,19 +301,32 @@ def gramian_by_products(
         if float(scale) == 0.0:
             continue
         rows = rows / scale
-        pieces = [r.view(rows.shape[0], *inp.shape) for r, inp in
-                  zip(rows.split(sizes, dim=1), used)]
+        pieces = [
+            r.view(rows.shape[0], *inp.shape) for r, inp in zip(rows.split(sizes, dim=1), used)
+        ]
         if batched:
             (cols,) = torch.autograd.grad(
-                u, dummy, grad_outputs=pieces, retain_graph=True, is_grads_batched=True,
-                allow_unused=True, materialize_grads=True,
+                u,
+                dummy,
+                grad_outputs=pieces,
+                retain_graph=True,
+                is_grads_batched=True,
+                allow_unused=True,
+                materialize_grads=True,
             )
         else:
-            cols = torch.stack([
-                torch.autograd.grad(u, dummy, grad_outputs=[p[j] for p in pieces],
-                                    retain_graph=True, materialize_grads=True)[0]
-                for j in range(rows.shape[0])
-            ])
+            cols = torch.stack(
+                [
+                    torch.autograd.grad(
+                        u,
+                        dummy,
+                        grad_outputs=[p[j] for p in pieces],
+                        retain_graph=True,
+                        materialize_grads=True,
+                    )[0]
+                    for j in range(rows.shape[0])
+                ]
+            )
         if reduce:
             average_across_ranks(cols)
         # An operator whose backward is not differentiable (e.g. ``once_differentiable``)
@@ -351,9 +364,7 @@ def compute_gramian(
     """
     global _warned_double_backward
     if max_block_numel is not None:
-        return gramian_by_blocks(
-            losses, inputs, strategy, chunk_size, max_block_numel, reduce
-        )
+        return gramian_by_blocks(losses, inputs, strategy, chunk_size, max_block_numel, reduce)
     try:
         return gramian_by_products(losses, inputs, strategy, chunk_size, reduce, rtol)
     except RuntimeError as error:

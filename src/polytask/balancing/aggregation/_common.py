@@ -30,8 +30,9 @@ def task_order(rng: np.random.Generator, k: int) -> np.ndarray:
     return np.argsort(keys, axis=1)[:, : k - 1]
 
 
-def resize_buffers_on_load(module: torch.nn.Module, state_dict: dict, prefix: str,
-                           names: tuple[str, ...]) -> None:
+def resize_buffers_on_load(
+    module: torch.nn.Module, state_dict: dict, prefix: str, names: tuple[str, ...]
+) -> None:
     """Give lazily-sized buffers the shape stored in a checkpoint before loading it."""
     for name in names:
         key = prefix + name

@@ -40,8 +40,9 @@ class AlignedMTL(GradientAggregator):
 
     gramian_based = True
 
-    def __init__(self, scale: str = "min", preferences: list[float] | None = None,
-                 **engine_options: Any) -> None:
+    def __init__(
+        self, scale: str = "min", preferences: list[float] | None = None, **engine_options: Any
+    ) -> None:
         super().__init__(**engine_options)
         if scale not in SCALES:
             raise ValueError(f"unknown Aligned-MTL scale {scale!r}; use one of {SCALES}")
