@@ -57,3 +57,18 @@ def test_pareto_configs_parse():
         args = build_parser().parse_args(["pareto", "--config", str(root / name)])
         _apply_config(args)
         assert args.name == "pareto-multimnist" and "cosmos" in args.method
+
+
+def test_phn_trains_at_its_authors_learning_rate(tmp_path):
+    from polytask.benchmarks import get
+    from polytask.benchmarks.pareto_runner import ParetoRunner
+    from polytask.pareto import METHOD_LR, method_lr
+
+    assert METHOD_LR["phn-epo"] == METHOD_LR["phn"] == 1e-4  # Navon et al.'s trainer.py
+    assert method_lr("cosmos", 1e-3) == 1e-3
+    bench = get("multidigits")
+    runner = ParetoRunner(bench, out_dir=tmp_path)
+    assert runner.method_lr("phn-epo") == 1e-4
+    assert runner.method_lr("cosmos") == bench.lr
+    assert runner._spec_lr("phn-epo:lr=0.003") == 0.003  # a spec's own lr wins
+    assert ParetoRunner(bench, out_dir=tmp_path, lr=0.01).method_lr("phn") == 0.01  # --lr

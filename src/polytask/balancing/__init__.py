@@ -6,6 +6,7 @@
 
 
 from . import aggregation, engine, penalty, weighting  # importing them registers methods
+from .accumulation import GradientAccumulator, whole_batch_losses
 from .aggregation import (  # every method class, as polytask.balancing.<Class>
     IMTLG,
     MGDA,
@@ -23,7 +24,15 @@ from .aggregation import (  # every method class, as polytask.balancing.<Class>
     PCGrad,
     UPGrad,
 )
-from .base import BalanceContext, Balancer, BalanceResult, GradientAggregator, LossWeighting
+from .base import (
+    DISTRIBUTED_KINDS,
+    BalanceContext,
+    Balancer,
+    BalanceResult,
+    GradientAggregator,
+    LossWeighting,
+    distributed_kind,
+)
 from .penalty import Regularized
 from .registry import available, get, method_class, register
 from .weighting import (
@@ -64,7 +73,10 @@ __all__ = [
     "GradDrop",
     "GradNorm",
     "GradVac",
+    "GradientAccumulator",
     "GradientAggregator",
+    "DISTRIBUTED_KINDS",
+    "distributed_kind",
     "IMTL",
     "IMTLG",
     "IMTLL",
@@ -89,4 +101,5 @@ __all__ = [
     "penalty",
     "register",
     "weighting",
+    "whole_batch_losses",
 ]

@@ -248,6 +248,7 @@ class Balancer(nn.Module):
                 f"non-finite loss for task(s) {bad} at balancer step {int(self.step)}: "
                 + ", ".join(f"{n}={float(losses[n].detach()):.4g}" for n in bad)
             )
+        engine.check_same_tasks(self, names)  # under torch.distributed, once
         if self.task_names is None:
             self.task_names = names
         elif self.task_names != names:
@@ -583,7 +584,7 @@ class GradientAggregator(Balancer):
             # passes restricted to each set (the second one only through the heads)
             self._backward_to(total, ctx.shared_params, retain_graph=True)
             self._backward_others(ctx, retain_graph=False)
-        elif engine.world_size() > 1:
+        elif engine.averages_writes():
             params = ctx.shared_params + self._other_params(ctx)
             _backward_averaged(total, params, retain_graph=False)
         else:
@@ -594,7 +595,7 @@ class GradientAggregator(Balancer):
     def _backward_to(total: Tensor, params: list[Tensor], retain_graph: bool) -> None:
         if not params:
             return
-        if engine.world_size() > 1:
+        if engine.averages_writes():
             _backward_averaged(total, params, retain_graph)
         else:
             scaling.backward(total, inputs=params, retain_graph=retain_graph)
@@ -606,7 +607,7 @@ class GradientAggregator(Balancer):
         w = self._task_weights(len(ctx.losses))
         total = sum(wk.to(loss.dtype) * loss for wk, loss in zip(w, ctx.losses))
         if isinstance(total, Tensor) and total.requires_grad:
-            if engine.world_size() > 1:
+            if engine.averages_writes():
                 _backward_averaged(total, others, retain_graph)
             else:
                 scaling.backward(total, inputs=others, retain_graph=retain_graph)
@@ -646,7 +647,7 @@ class GradientAggregator(Balancer):
         direction = self.aggregate(jac).view_as(rep)
         del jac
         self._backward_others(ctx, retain_graph=True)
-        torch.autograd.backward(rep, grad_tensors=scaling.scaled(direction).to(rep.dtype))
+        engine.backward_from(rep, scaling.scaled(direction).to(rep.dtype))
         return self._result(ctx)
 
 
@@ -707,14 +708,27 @@ def _reaches(losses: list[Tensor], tensor: Tensor) -> bool:
 
 def _backward_averaged(total: Tensor, params: list[Tensor], retain_graph: bool) -> None:
     """Add ``∂total/∂params``, averaged across ``torch.distributed`` ranks, to ``.grad``."""
-    if not params:
-        return
     seed = scaling.scaled(total)  # .grad receives s × the update under a loss scale
-    grads = torch.autograd.grad(seed, params, retain_graph=retain_graph, allow_unused=True)
-    # every rank has the same graph, so the same parameters are reached on each; the
-    # others keep ``.grad`` untouched, as ``Tensor.backward`` leaves them
-    reached = [(p, g) for p, g in zip(params, grads) if g is not None]
-    if not reached:
-        return
-    flat = torch.cat([g.reshape(-1) for _, g in reached])
-    engine.add_to_grad([p for p, _ in reached], engine.average_across_ranks(flat))
+    engine.backward_averaged(seed, params, retain_graph)
+
+
+#: the three ways a method runs on several processes (docs/distributed.md)
+DISTRIBUTED_KINDS = ("losses", "gramian", "jacobian")
+
+
+def distributed_kind(balancer: Balancer) -> str:
+    """How ``balancer`` runs under ``torch.distributed`` (one place decides):
+
+    - ``"losses"``: a loss weighting; the K loss values are averaged, then one
+      weighted backward whose gradients are averaged (what DDP does);
+    - ``"gramian"``: weights from the K×K Gramian of the whole batch's task
+      gradients, then one weighted backward (averaged);
+    - ``"jacobian"``: a rule that edits the task gradients coordinate by coordinate;
+      the K×P Jacobian itself is averaged (K times a gradient's traffic).
+
+    A wrapper (an architecture penalty) has its inner method's kind.
+    """
+    inner = getattr(balancer, "inner", balancer)
+    if isinstance(inner, GradientAggregator):
+        return "gramian" if inner.gramian_based else "jacobian"
+    return "losses"

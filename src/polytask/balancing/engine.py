@@ -38,11 +38,16 @@ weights and the update equals one process's on the whole batch.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..errors import PolytaskError
 
 STRATEGIES = ("loop", "batched")
 
@@ -63,6 +68,114 @@ def average_across_ranks(tensor: Tensor) -> Tensor:
         torch.distributed.all_reduce(tensor)
         tensor /= size
     return tensor
+
+
+def sum_across_ranks(tensor: Tensor) -> Tensor:
+    """``tensor`` summed in place over the ranks (unchanged in one process); returns it.
+    For statistics that add up (loss sums, label counts, metric states)."""
+    if world_size() > 1:
+        torch.distributed.all_reduce(tensor)
+    return tensor
+
+
+#: set by a caller whose own machinery averages the final gradients (a model wrapped
+#: in ``DistributedDataParallel``, Lightning's emission): the engine then averages
+#: only what the rules read, not what the balancer writes to ``.grad``
+_CALLER_AVERAGES: ContextVar[bool] = ContextVar("polytask_caller_averages", default=False)
+
+
+@contextmanager
+def caller_averages_gradients() -> Iterator[None]:
+    """Within this block the engine does not average the gradients a balancer writes
+    (its weighted backward): the caller does, e.g. DDP's hooks on a loss weighting's
+    ordinary backward. What rules read (loss values, Jacobian, Gramian) is still
+    averaged."""
+    token = _CALLER_AVERAGES.set(True)
+    try:
+        yield
+    finally:
+        _CALLER_AVERAGES.reset(token)
+
+
+def averages_writes() -> bool:
+    """Whether the engine averages the gradients a balancer writes across ranks: under
+    ``torch.distributed`` with more than one rank, unless the caller does
+    (:func:`caller_averages_gradients`)."""
+    return world_size() > 1 and not _CALLER_AVERAGES.get()
+
+
+def backward_averaged(total: Tensor, params: Sequence[Tensor], retain_graph: bool) -> None:
+    """Add ``∂total/∂params``, averaged across ranks, to ``.grad``: one backward and
+    one all-reduce of the reached parameters' gradients (what DDP does after an
+    ordinary backward). Parameters ``total`` does not reach keep ``.grad`` untouched,
+    as ``Tensor.backward`` leaves them (every rank has the same graph, so the same
+    parameters are reached on each)."""
+    if not params:
+        return
+    grads = gradient(total, list(params), retain_graph=retain_graph, materialize=False)
+    reached = [(p, g) for p, g in zip(params, grads) if g is not None]
+    if not reached:
+        return
+    flat = torch.cat([g.reshape(-1) for _, g in reached])
+    add_to_grad([p for p, _ in reached], average_across_ranks(flat))
+
+
+def rank_loss_factors(counts: Sequence[float] | Tensor, device: torch.device | str = "cpu"
+                      ) -> Tensor:
+    """Factors that make the ranks' mean losses combine into the whole batch's.
+
+    ``counts[k]``: how many labeled entries task k's loss on this rank averages over.
+    The whole batch's loss is ``Σ_r n_r L_r / Σ_r n_r``, not the mean of the ranks'
+    means when the ranks hold different numbers of labels (missing labels, masks); the
+    engine averages across ranks, so rank r's loss is multiplied by
+    ``R n_r / Σ_r n_r`` (one all-reduce of K numbers). A task with no label on any
+    rank gets factor 1 (its losses are 0). Ones in a single process.
+    """
+    n = torch.as_tensor(counts, dtype=torch.float64, device=device).reshape(-1)
+    size = world_size()
+    if size == 1:
+        return torch.ones_like(n)
+    total = sum_across_ranks(n.clone())
+    return torch.where(total > 0, size * n / total.clamp(min=1e-300), torch.ones_like(n))
+
+
+def gather_objects(value: object) -> list:
+    """``value`` from every rank, in rank order (``[value]`` in one process)."""
+    if world_size() == 1:
+        return [value]
+    gathered: list = [None] * world_size()
+    torch.distributed.all_gather_object(gathered, value)
+    return gathered
+
+
+#: balancers whose task names were compared across ranks in this process
+_TASKS_CHECKED: weakref.WeakSet = weakref.WeakSet()
+
+
+def check_same_tasks(owner: object, names: Sequence[str]) -> None:
+    """Under ``torch.distributed``, raise on every rank when the ranks disagree on the
+    task names (or their order), naming the tasks: every later reduction would mix
+    different tasks' values or hang. Done once per ``owner`` (a balancer) per process."""
+    if world_size() == 1 or owner in _TASKS_CHECKED:
+        return
+    gathered = gather_objects(list(names))
+    _TASKS_CHECKED.add(owner)
+    if any(g != list(names) for g in gathered):
+        mine = list(names)
+        parts = []
+        for rank, g in enumerate(gathered):
+            extra = [n for n in g if n not in mine]
+            lacks = [n for n in mine if n not in g]
+            if g != mine:
+                detail = (f"extra {extra}, lacks {lacks}" if extra or lacks
+                          else "the same tasks in another order")
+                parts.append(f"rank {rank} has {g} ({detail})")
+        raise PolytaskError(
+            f"{type(owner).__name__}: the ranks disagree on the task set; rank "
+            f"{torch.distributed.get_rank()} has {mine}, " + "; ".join(parts)
+            + ". Every rank must give backward() the same tasks in the same order "
+            "(a task without labels on a rank still needs its loss, 0)"
+        )
 
 
 _warned_fallback = False
@@ -395,6 +508,42 @@ def leaf_parameters(loss: Tensor) -> list[Tensor]:
             continue
         stack.extend(child for child, _ in node.next_functions)
     return list(found.values())
+
+
+def gradient(
+    output: Tensor,
+    inputs: Sequence[Tensor],
+    grad_output: Tensor | None = None,
+    retain_graph: bool = False,
+    materialize: bool = True,
+) -> list[Tensor | None]:
+    """The gradient (vector-Jacobian product with ``grad_output``) of ``output`` w.r.t.
+    each of ``inputs``, zeros for an input it does not reach: the engine's entry for
+    a method's gradient of one objective (GradNorm's ``L_grad`` w.r.t. its weights,
+    FAMO's logit step, Auto-Lambda's validation loss at the virtual parameters). With
+    ``materialize=False`` an input not reached gets None instead of zeros."""
+    grads = torch.autograd.grad(
+        output, list(inputs), grad_outputs=grad_output, retain_graph=retain_graph,
+        allow_unused=True,
+    )
+    if not materialize:
+        return list(grads)
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
+
+
+def backward_from(
+    tensors: Tensor | Sequence[Tensor],
+    grad_tensors: Tensor | Sequence[Tensor] | None = None,
+    inputs: Sequence[Tensor] | None = None,
+    retain_graph: bool = False,
+) -> None:
+    """``torch.autograd.backward``: add the vector-Jacobian product of ``tensors`` with
+    ``grad_tensors`` to the ``.grad`` of the leaves (of ``inputs`` only, when given);
+    the engine's entry for every backward a balancer runs."""
+    torch.autograd.backward(
+        tensors, grad_tensors=grad_tensors,
+        inputs=list(inputs) if inputs is not None else None, retain_graph=retain_graph,
+    )
 
 
 def add_to_grad(params: Sequence[Tensor], flat: Tensor) -> None:

@@ -133,15 +133,20 @@ def jacobian(
     strategy: str = "loop",
     retain_graph: bool = True,
     chunk_size: int | None = None,
+    *,
+    reduce: bool = False,
 ) -> Tensor:
     """The engine's K×P Jacobian of ``losses``, computed on the scaled losses and
     returned unscaled. A float16 or bfloat16 Jacobian (gradients of a half-precision
     representation) is returned in float32, scale or not, so that no rule runs its
-    arithmetic in half precision."""
+    arithmetic in half precision. With ``reduce`` (for parameters, whose gradients
+    the ranks share; not for a representation, whose rows are each rank's samples)
+    it is averaged across ``torch.distributed`` ranks: the whole batch's Jacobian."""
     jac = engine.compute_jacobian(seeded(losses), inputs, strategy, retain_graph, chunk_size)
     if jac.dtype in (torch.float16, torch.bfloat16):
         jac = jac.float()
-    return unscale(jac)
+    jac = unscale(jac)
+    return engine.average_across_ranks(jac) if reduce else jac
 
 
 def gramian(
@@ -184,11 +189,19 @@ def backward(
     inputs: Sequence[Tensor] | None = None,
     retain_graph: bool = False,
 ) -> None:
-    """``total.backward()`` seeded with the active scale (``.grad += s ∇total``)."""
+    """``total.backward()`` seeded with the active scale (``.grad += s ∇total``).
+
+    Under ``torch.distributed`` (:func:`engine.averages_writes`) the gradients are
+    averaged across ranks before they reach ``.grad`` (``inputs``, or every leaf
+    ``total`` reaches): the engine's one all-reduce of a balancer's written gradients.
+    """
     s = current()
     seed = total if s is None else total * s
-    torch.autograd.backward(seed, inputs=list(inputs) if inputs is not None else None,
-                            retain_graph=retain_graph)
+    if engine.averages_writes():
+        params = list(inputs) if inputs is not None else engine.leaf_parameters(seed)
+        engine.backward_averaged(seed, params, retain_graph)
+        return
+    engine.backward_from(seed, inputs=inputs, retain_graph=retain_graph)
 
 
 def add_to_grad(params: Sequence[Tensor], flat: Tensor) -> None:
@@ -238,4 +251,4 @@ def mark_overflow(params: Sequence[Tensor], losses: Sequence[Tensor]) -> None:
         return
     total = sum(loss for loss in losses if loss.requires_grad)
     if isinstance(total, Tensor):
-        torch.autograd.backward(total * math.inf)
+        engine.backward_from(total * math.inf)

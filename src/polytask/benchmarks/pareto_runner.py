@@ -32,6 +32,7 @@ from ..pareto import (
     FrontResult,
     circle_rays,
     hypervolume,
+    method_lr,
     plot_fronts,
     reference_point,
     train_conditioned,
@@ -140,8 +141,20 @@ class ParetoRunner:
 
     def _settings(self) -> dict[str, Any]:
         b = self.benchmark
-        return {"epochs": self.epochs or b.epochs, "batch_size": self.batch_size or b.batch_size,
-                "lr": self.lr or b.lr, "weight_decay": b.weight_decay}
+        return {
+            "epochs": self.epochs or b.epochs,
+            "batch_size": self.batch_size or b.batch_size,
+            "lr": self.lr or b.lr,
+            "weight_decay": b.weight_decay,
+        }
+
+    def method_lr(self, method: str) -> float:
+        """The learning rate ``method`` trains at unless its spec sets ``lr=``: ``lr``
+        when given, else the method's own (:data:`~polytask.pareto.METHOD_LR`: 1e-4
+        for PHN, as its authors), else the benchmark's."""
+        if self.lr is not None:
+            return float(self.lr)
+        return float(method_lr(method, self.benchmark.lr))
 
     def _make_model(self, tasks: dict) -> Callable[[], Any]:
         backbone = self.benchmark.backbone(self.data)
@@ -162,7 +175,7 @@ class ParetoRunner:
         if len(tasks) < 2:
             raise PolytaskError(f"benchmark {self.benchmark.name!r} has one task: no front")
         s = self._settings()
-        lr = float(options.pop("lr", s["lr"]))
+        lr = float(options.pop("lr", self.method_lr(method)))
         model_keys = {"hidden", "layers", "alpha", "embed_init"}
         model_options = {k: options.pop(k) for k in list(options) if k in model_keys}
         train = _loader(self.data.train, s["batch_size"], True)
@@ -170,15 +183,33 @@ class ParetoRunner:
         seed_everything(seed)
         if method in CONDITIONED_METHODS:
             front = train_conditioned(
-                make, tasks, method, tuple(self.data.train.inputs.shape[1:]), train, s["epochs"],
-                optimizer=self._optimizer(lr), device=self.device, seed=seed,
-                progress=self.progress, model_options=model_options, method_options=options,
+                make,
+                tasks,
+                method,
+                tuple(self.data.train.inputs.shape[1:]),
+                train,
+                s["epochs"],
+                optimizer=self._optimizer(lr),
+                device=self.device,
+                seed=seed,
+                progress=self.progress,
+                model_options=model_options,
+                method_options=options,
             )
             return front, front.seconds, _params(front.model)
         rays = train_rays(method, self.rays, len(tasks))
         front = train_finite_front(
-            make, tasks, method, rays, train, s["epochs"], optimizer=self._optimizer(lr),
-            device=self.device, seed=seed, progress=self.progress, method_options=options,
+            make,
+            tasks,
+            method,
+            rays,
+            train,
+            s["epochs"],
+            optimizer=self._optimizer(lr),
+            device=self.device,
+            seed=seed,
+            progress=self.progress,
+            method_options=options,
         )
         return front, front.seconds, sum(_params(m) for m in front.models)
 
@@ -188,8 +219,9 @@ class ParetoRunner:
         if hasattr(front, "models"):
             result = front.evaluate(test, split="test", device=self.device)
         else:
-            result = front.evaluate(test, test_rays(self.n_test_rays, k), split="test",
-                                    device=self.device)
+            result = front.evaluate(
+                test, test_rays(self.n_test_rays, k), split="test", device=self.device
+            )
         result.method = method_spec
         return result
 
@@ -203,8 +235,15 @@ class ParetoRunner:
         seed_everything(seed)
         start = time.perf_counter()
         model = self._make_model(tasks)()
-        Trainer(model, tasks, "ew", self._optimizer(s["lr"]), device=self.device, seed=seed,
-                progress=self.progress).fit(train, s["epochs"])
+        Trainer(
+            model,
+            tasks,
+            "ew",
+            self._optimizer(s["lr"]),
+            device=self.device,
+            seed=seed,
+            progress=self.progress,
+        ).fit(train, s["epochs"])
         out["ew_seconds"] = time.perf_counter() - start
         out["ew_parameters"] = _params(model)
         m = evaluate_model(model, tasks, test, self.device)
@@ -214,16 +253,40 @@ class ParetoRunner:
             seed_everything(seed)
             one = {name: task}
             model = self._make_model(one)()
-            Trainer(model, one, "ew", self._optimizer(s["lr"]), device=self.device, seed=seed,
-                    progress=self.progress).fit(_loader(Split(self.data.train.inputs, {
-                        name: self.data.train.targets[name]}), s["batch_size"], True), s["epochs"])
-            single.append(evaluate_model(model, one, _loader(Split(self.data.test.inputs, {
-                name: self.data.test.targets[name]}), 4096, False), self.device)[name]["loss"])
+            Trainer(
+                model,
+                one,
+                "ew",
+                self._optimizer(s["lr"]),
+                device=self.device,
+                seed=seed,
+                progress=self.progress,
+            ).fit(
+                _loader(
+                    Split(self.data.train.inputs, {name: self.data.train.targets[name]}),
+                    s["batch_size"],
+                    True,
+                ),
+                s["epochs"],
+            )
+            single.append(
+                evaluate_model(
+                    model,
+                    one,
+                    _loader(
+                        Split(self.data.test.inputs, {name: self.data.test.targets[name]}),
+                        4096,
+                        False,
+                    ),
+                    self.device,
+                )[name]["loss"]
+            )
         out["single_task"] = single
         return out
 
-    def run(self, methods: Sequence[str], seeds: Sequence[int] = (0,),
-            conflict: bool = False) -> dict[str, Any]:
+    def run(
+        self, methods: Sequence[str], seeds: Sequence[int] = (0,), conflict: bool = False
+    ) -> dict[str, Any]:
         """Every method on every seed; returns (and writes) the summary."""
         for spec in methods:  # fail before training anything
             name, _ = parse_method(spec)
@@ -241,16 +304,25 @@ class ParetoRunner:
                 if result is None:
                     front, seconds, n_params = self.train_front(spec, seed)
                     result = self._evaluate(spec, front)
-                    result.info.update({
-                        "seed": seed, "seconds": seconds, "parameters": n_params,
-                        "settings": self._settings(), "benchmark": self.benchmark.name,
-                        "train_subset": self.train_subset, "test_subset": self.test_subset,
-                    })
+                    result.info.update(
+                        {
+                            "seed": seed,
+                            "seconds": seconds,
+                            "parameters": n_params,
+                            "settings": self._settings(),
+                            "lr": self._spec_lr(spec),
+                            "benchmark": self.benchmark.name,
+                            "train_subset": self.train_subset,
+                            "test_subset": self.test_subset,
+                        }
+                    )
                     write_front(result, out / "fronts", f"{_stem(spec)}_seed{seed}")
                 seconds, n_params = result.info["seconds"], result.info["parameters"]
                 fronts.append((spec, seed, result, seconds, n_params))
-                self.log(f"  {spec} seed {seed}: trained in {seconds:.1f}s, {n_params} parameters"
-                         + (" (reused)" if reused else ""))
+                self.log(
+                    f"  {spec} seed {seed}: trained in {seconds:.1f}s, {n_params} parameters"
+                    + (" (reused)" if reused else "")
+                )
         baselines = {seed: self._cached_baselines(seed) for seed in seeds} if conflict else {}
         ref = self._reference([f[2] for f in fronts], baselines)
         runs = []
@@ -262,9 +334,15 @@ class ParetoRunner:
         return summary
 
     def _same_run(self, info: dict[str, Any]) -> bool:
-        return (info.get("settings") == self._settings()
-                and info.get("train_subset") == self.train_subset
-                and info.get("test_subset") == self.test_subset)
+        return (
+            info.get("settings") == self._settings()
+            and info.get("train_subset") == self.train_subset
+            and info.get("test_subset") == self.test_subset
+        )
+
+    def _spec_lr(self, spec: str) -> float:
+        method, options = parse_method(spec)
+        return float(options.get("lr", self.method_lr(method)))
 
     def _cached_front(self, spec: str, seed: int) -> FrontResult | None:
         """A front this out_dir already holds for the same settings (``reuse``), so that an
@@ -275,7 +353,11 @@ class ParetoRunner:
         result = FrontResult.from_json(json.loads(path.read_text()))
         method, _ = parse_method(spec)
         rays = self.n_test_rays if method in CONDITIONED_METHODS else self.rays
-        if not self._same_run(result.info) or len(result.prefs) != rays:
+        if (
+            not self._same_run(result.info)
+            or len(result.prefs) != rays
+            or result.info.get("lr") != self._spec_lr(spec)
+        ):
             return None
         return result
 
@@ -287,8 +369,17 @@ class ParetoRunner:
                 return saved["points"]
         points = self.baseline_points(seed)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"settings": self._settings(), "train_subset": self.train_subset,
-                                    "test_subset": self.test_subset, "points": points}, indent=2))
+        path.write_text(
+            json.dumps(
+                {
+                    "settings": self._settings(),
+                    "train_subset": self.train_subset,
+                    "test_subset": self.test_subset,
+                    "points": points,
+                },
+                indent=2,
+            )
+        )
         return points
 
     def _reference(self, results: list[FrontResult], baselines: dict) -> np.ndarray:
@@ -309,13 +400,16 @@ class ParetoRunner:
             hv = np.array([r.hypervolume for r in mine])
             fid = np.concatenate([r.front.fidelity() for r in mine])
             row = {
-                "method": spec, "seeds": len(mine),
+                "method": spec,
+                "seeds": len(mine),
                 "hv_mean": float(hv.mean()),
                 "hv_std": float(hv.std(ddof=1)) if len(hv) > 1 else 0.0,
                 "seconds_mean": float(np.mean([r.seconds for r in mine])),
                 "parameters": mine[0].parameters,
                 "rays": len(mine[0].front.prefs),
-                "fidelity_deg_mean": float(np.degrees(np.nanmean(fid))) if np.isfinite(fid).any()
+                "lr": mine[0].front.info.get("lr", math.nan),
+                "fidelity_deg_mean": float(np.degrees(np.nanmean(fid)))
+                if np.isfinite(fid).any()
                 else math.nan,
             }
             if baselines:
@@ -330,22 +424,34 @@ class ParetoRunner:
         base_rows = {}
         if baselines:
             base_rows = {
-                "equal_weight_hv": float(np.mean([_point_hv(b["equal_weight"], ref)
-                                                  for b in baselines.values()])),
-                "single_task_hv": float(np.mean([_point_hv(b["single_task"], ref)
-                                                 for b in baselines.values()])),
+                "equal_weight_hv": float(
+                    np.mean([_point_hv(b["equal_weight"], ref) for b in baselines.values()])
+                ),
+                "single_task_hv": float(
+                    np.mean([_point_hv(b["single_task"], ref) for b in baselines.values()])
+                ),
                 "ew_seconds": float(np.mean([b["ew_seconds"] for b in baselines.values()])),
                 "ew_parameters": next(iter(baselines.values()))["ew_parameters"],
             }
-        return {"benchmark": self.benchmark.name, "reference_point": ref.tolist(),
-                "settings": self._settings(), "train_samples": len(self.data.train.inputs),
-                "test_samples": len(self.data.test.inputs), "methods": rows,
-                "baselines": base_rows, "split": "test"}
+        return {
+            "benchmark": self.benchmark.name,
+            "reference_point": ref.tolist(),
+            "settings": self._settings(),
+            "train_samples": len(self.data.train.inputs),
+            "test_samples": len(self.data.test.inputs),
+            "methods": rows,
+            "baselines": base_rows,
+            "split": "test",
+        }
 
-    def _write(self, summary: dict, runs: list[ParetoRun], baselines: dict, ref: np.ndarray,
-               out: Path) -> None:
-        (out / "summary.json").write_text(json.dumps(
-            {**summary, "baseline_points": {str(k): v for k, v in baselines.items()}}, indent=2))
+    def _write(
+        self, summary: dict, runs: list[ParetoRun], baselines: dict, ref: np.ndarray, out: Path
+    ) -> None:
+        (out / "summary.json").write_text(
+            json.dumps(
+                {**summary, "baseline_points": {str(k): v for k, v in baselines.items()}}, indent=2
+            )
+        )
         keys = list(dict.fromkeys(k for row in summary["methods"] for k in row))
         with (out / "summary.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=keys)
@@ -354,9 +460,14 @@ class ParetoRunner:
         (out / "summary.md").write_text(format_summary(summary) + "\n")
         first = min(r.seed for r in runs)
         b = baselines.get(first, {})
-        plot_fronts([r.front for r in runs if r.seed == first], out / "front.png",
-                    single_task=b.get("single_task"), equal_weight=b.get("equal_weight"),
-                    ref=ref.tolist(), title=f"{self.benchmark.name}, test, seed {first}")
+        plot_fronts(
+            [r.front for r in runs if r.seed == first],
+            out / "front.png",
+            single_task=b.get("single_task"),
+            equal_weight=b.get("equal_weight"),
+            ref=ref.tolist(),
+            title=f"{self.benchmark.name}, test, seed {first}",
+        )
 
 
 def _point_hv(point: Sequence[float], ref: np.ndarray) -> float:
@@ -377,22 +488,34 @@ def format_summary(summary: dict[str, Any]) -> str:
         "",
     ]
     has_gain = any("hv_gain_over_ew" in r for r in summary["methods"])
-    head = ["method", "rays", "seeds", "HV", "time (s)", "parameters", "fidelity (°)"]
+    head = ["method", "lr", "rays", "seeds", "HV", "time (s)", "parameters", "fidelity (°)"]
     if has_gain:
         head += ["HV − EW", "HV − single-task"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for r in summary["methods"]:
-        cells = [r["method"], str(r["rays"]), str(r["seeds"]),
-                 f"{r['hv_mean']:.4f} ± {r['hv_std']:.4f}", f"{r['seconds_mean']:.1f}",
-                 str(r["parameters"]), f"{r['fidelity_deg_mean']:.1f}"]
+        cells = [
+            r["method"],
+            f"{r.get('lr', math.nan):g}",
+            str(r["rays"]),
+            str(r["seeds"]),
+            f"{r['hv_mean']:.4f} ± {r['hv_std']:.4f}",
+            f"{r['seconds_mean']:.1f}",
+            str(r["parameters"]),
+            f"{r['fidelity_deg_mean']:.1f}",
+        ]
         if has_gain:
-            cells += [f"{r.get('hv_gain_over_ew', math.nan):+.4f}",
-                      f"{r.get('hv_gain_over_single_task', math.nan):+.4f}"]
+            cells += [
+                f"{r.get('hv_gain_over_ew', math.nan):+.4f}",
+                f"{r.get('hv_gain_over_single_task', math.nan):+.4f}",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     b = summary.get("baselines") or {}
     if b:
-        lines += ["", f"equal-weight model: HV {b['equal_weight_hv']:.4f} "
-                  f"({b['ew_seconds']:.1f}s, {b['ew_parameters']} parameters); single-task point "
-                  f"(one model per task): HV {b['single_task_hv']:.4f}"]
+        lines += [
+            "",
+            f"equal-weight model: HV {b['equal_weight_hv']:.4f} "
+            f"({b['ew_seconds']:.1f}s, {b['ew_parameters']} parameters); single-task point "
+            f"(one model per task): HV {b['single_task_hv']:.4f}",
+        ]
     return "\n".join(lines)

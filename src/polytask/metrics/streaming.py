@@ -14,11 +14,45 @@ import torch
 from torch import Tensor
 
 
+def _group_size(group=None) -> int:  # noqa: ANN001  (a torch.distributed group)
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
+        return 1
+    return dist.get_world_size(group)
+
+
+def _all_reduce_sum(values: Tensor, group=None) -> Tensor:  # noqa: ANN001
+    """``values`` summed over the processes (on a CUDA copy under nccl)."""
+    dist = torch.distributed
+    work = values.cuda() if dist.get_backend(group) == "nccl" else values
+    dist.all_reduce(work, group=group)
+    return work.to(values.device)
+
+
+def _all_gather(value: object, group=None) -> list:  # noqa: ANN001
+    gathered: list = [None] * _group_size(group)
+    torch.distributed.all_gather_object(gathered, value, group=group)
+    return gathered
+
+
 class Metric:
-    """A streaming metric: ``update`` with batches, ``compute`` a float, ``reset``."""
+    """A streaming metric: ``update`` with batches, ``compute`` a float, ``reset``;
+    ``reduce`` combines the states of every ``torch.distributed`` process, after which
+    every rank computes the whole split's value (a statistic, not a mean of the
+    ranks' values)."""
 
     name: str = "metric"
     higher_is_better: bool = True
+
+    def reduce(self, group=None) -> None:  # noqa: ANN001  (a torch.distributed group)
+        """Combine this metric's state over the processes (no-op in one process).
+        A custom metric must implement it to be used on several processes."""
+        if _group_size(group) > 1:
+            raise NotImplementedError(
+                f"metric {self.name!r} ({type(self).__name__}) cannot be combined across "
+                "processes: implement reduce() (sum its state with all_reduce), or "
+                "subclass FunctionMetric, which gathers every prediction"
+            )
 
     def update(self, pred: Tensor, target: Tensor) -> None:
         raise NotImplementedError
@@ -46,6 +80,14 @@ class _SumMetric(Metric):
 
     def _mean(self) -> float:
         return self._sum / self._count if self._count else float("nan")
+
+    def reduce(self, group=None) -> None:  # noqa: ANN001
+        """Sum the running sum and count over the processes."""
+        if _group_size(group) == 1:
+            return
+        total = _all_reduce_sum(torch.tensor([self._sum, float(self._count)],
+                                             dtype=torch.float64), group)
+        self._sum, self._count = float(total[0]), int(total[1])
 
 
 class MeanAbsoluteError(_SumMetric):
@@ -112,6 +154,14 @@ class _StoringMetric(Metric):
     def update(self, pred: Tensor, target: Tensor) -> None:
         self._preds.append(pred.detach().float().cpu())
         self._targets.append(target.detach().cpu())
+
+    def reduce(self, group=None) -> None:  # noqa: ANN001
+        """Gather every process's predictions and targets (in rank order)."""
+        if _group_size(group) == 1:
+            return
+        parts = _all_gather((self._preds, self._targets), group)
+        self._preds = [p for preds, _ in parts for p in preds]
+        self._targets = [t for _, targets in parts for t in targets]
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._preds:
@@ -200,6 +250,16 @@ class F1(Metric):
             self._tp += tp
             self._fp += fp
             self._fn += fn
+
+    def reduce(self, group=None) -> None:  # noqa: ANN001
+        """Sum the true/false positive and false negative counts over the processes
+        (a rank that saw no sample adds nothing)."""
+        if _group_size(group) == 1:
+            return
+        parts = [p for p in _all_gather((self._tp, self._fp, self._fn), group)
+                 if p[0] is not None]
+        if parts:
+            self._tp, self._fp, self._fn = (sum(p[i] for p in parts) for i in range(3))
 
     def compute(self) -> float:
         if self._tp is None:

@@ -69,6 +69,8 @@ from .scalarization import (
 from .train import (
     CONDITIONED_METHODS,
     FINITE_METHODS,
+    METHOD_LR,
+    method_lr,
     train_conditioned,
     train_finite_front,
 )
@@ -83,6 +85,7 @@ __all__ = [
     "DirichletSampler",
     "FiniteFront",
     "FrontResult",
+    "METHOD_LR",
     "ParetoHyperNetwork",
     "ParetoMTL",
     "ParetoManifold",
@@ -104,6 +107,7 @@ __all__ = [
     "igd_plus",
     "linear",
     "loss_direction",
+    "method_lr",
     "modified_tchebycheff",
     "non_dominated",
     "pareto_front",

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..balancing import register
+from ..balancing import engine, register
 from ..balancing.base import BalanceContext, LossWeighting
 from ..balancing.weighting import SmoothTchebycheff
 from ..errors import PolytaskError
@@ -163,7 +163,7 @@ class Scalarization(LossWeighting):
             sub = ctx.loss_values.detach().double().cpu()[idx].requires_grad_(True)
             with torch.enable_grad():
                 s = type(self).function(sub, pref / pref.sum(), ideal, **self.options)
-                (w[idx],) = torch.autograd.grad(s, sub)
+                (w[idx],) = engine.gradient(s, [sub])
         w = w.to(device=ctx.losses[0].device, dtype=ctx.losses[0].dtype)
         total = sum(wk * loss for wk, loss in zip(w, ctx.losses))
         return total, w

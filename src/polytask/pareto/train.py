@@ -37,6 +37,13 @@ from .scalarization import FUNCTIONS
 
 FINITE_METHODS = ("ls", "pmtl", "epo", "mgda", *sorted(FUNCTIONS))
 CONDITIONED_METHODS = ("cosmos", "phn", "phn-ls", "phn-epo", "pamal")
+#: a method's own Adam learning rate where its authors' code sets one apart from the
+#: benchmark's: Pareto HyperNetworks train the hypernetwork at 1e-4 (Navon et al.'s
+#: ``experiments/multimnist/trainer.py`` default, and the COSMOS code's PHN settings).
+#: At the LeNet benchmarks' 1e-3 a hypernetwork step moves every generated weight at
+#: once (each is a sum over the ``hidden`` features) and PHN-EPO, whose weights are
+#: nearly one-hot, diverges: one task's loss jumps back above ln 10 and never recovers.
+METHOD_LR: dict[str, float] = {"phn": 1e-4, "phn-ls": 1e-4, "phn-epo": 1e-4}
 #: the most models a finite front trains (one per ray)
 MAX_FINITE_RAYS = 64
 
@@ -66,7 +73,10 @@ def finite_balancer(method: str, prefs: Tensor, index: int, **options: Any) -> B
 
 
 def conditioned_model(
-    method: str, target: MultiTaskModel, input_shape: Sequence[int], seed: int = 0,
+    method: str,
+    target: MultiTaskModel,
+    input_shape: Sequence[int],
+    seed: int = 0,
     **model_options: Any,
 ) -> PreferenceConditioned:
     """The preference-conditioned model of ``method`` around ``target``."""
@@ -96,13 +106,34 @@ def conditioned_balancer(method: str, **options: Any) -> Balancer:
     return PreferenceFromModel(inner)
 
 
-def _trainer(model: nn.Module, tasks: Mapping[str, Task], balancer: Balancer,
-             optimizer: Callable | None, device: Any, seed: int, progress: bool,
-             log_dir: Any = None):
+def method_lr(method: str, default: float | None = None) -> float | None:
+    """The learning rate ``method`` trains at: :data:`METHOD_LR` where its authors set
+    one, else ``default``."""
+    return METHOD_LR.get(method, default)
+
+
+def _trainer(
+    model: nn.Module,
+    tasks: Mapping[str, Task],
+    balancer: Balancer,
+    optimizer: Callable | None,
+    device: Any,
+    seed: int,
+    progress: bool,
+    log_dir: Any = None,
+):
     from ..training import Trainer
 
-    return Trainer(model, tasks, balancer, optimizer, device=device, seed=seed,
-                   progress=progress, log_dir=log_dir)
+    return Trainer(
+        model,
+        tasks,
+        balancer,
+        optimizer,
+        device=device,
+        seed=seed,
+        progress=progress,
+        log_dir=log_dir,
+    )
 
 
 def train_finite_front(
@@ -164,11 +195,19 @@ def train_conditioned(
     method_options: Mapping[str, Any] | None = None,
 ) -> ConditionedFront:
     """Train one preference-conditioned model with ``method`` (see
-    :data:`CONDITIONED_METHODS`)."""
+    :data:`CONDITIONED_METHODS`). Without ``optimizer``: Adam at :func:`method_lr`
+    (1e-4 for PHN, as its authors; else the Trainer's default 1e-3)."""
     tasks = as_task_dict(tasks)
+    if optimizer is None and method in METHOD_LR:
+        lr = METHOD_LR[method]
+
+        def optimizer(groups: Any) -> torch.optim.Optimizer:
+            return torch.optim.Adam(groups, lr=lr)
+
     torch.manual_seed(seed)
-    model = conditioned_model(method, make_model(), input_shape, seed=seed,
-                              **dict(model_options or {}))
+    model = conditioned_model(
+        method, make_model(), input_shape, seed=seed, **dict(model_options or {})
+    )
     balancer = conditioned_balancer(method, **dict(method_options or {}))
     start = time.perf_counter()
     _trainer(model, tasks, balancer, optimizer, device, seed, progress).fit(train_loader, epochs)

@@ -141,6 +141,13 @@ class Task:
         count = weights.sum()
         return (per_entry * weights).sum() / count.clamp(min=1.0)
 
+    def loss_count(self, output: Tensor, target: Tensor, mask: Tensor | None = None) -> int:
+        """How many labelled entries the batch's :meth:`loss` averages over (its
+        denominator): the weight of this batch in a mean over several batches, e.g.
+        the micro-batches of gradient accumulation."""
+        _, _, labeled = self.prepare(output.detach(), target, mask)
+        return int(labeled.sum())
+
     def update_metrics(
         self,
         metrics: Mapping[str, Metric],

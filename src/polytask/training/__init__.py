@@ -1,9 +1,10 @@
 """Training: the Trainer, callbacks (loggers, checkpoints, early stopping, LR
-schedules), precision, batches, seeds."""
+schedules), precision, several processes (torchrun), batches, seeds."""
 
 from .affinity import AffinityCallback
 from .batches import MultiTaskDataset, batch_loader, split_batch
 from .callbacks import Callback, CSVLogger, EarlyStopping, ModelCheckpoint, TensorBoardLogger
+from .distributed import Distributed
 from .optim import param_groups
 from .plotting import plot_run
 from .precision import Precision
@@ -16,6 +17,7 @@ __all__ = [
     "AffinityCallback",
     "CSVLogger",
     "Callback",
+    "Distributed",
     "EarlyStopping",
     "LRScheduling",
     "ModelCheckpoint",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -14,7 +15,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import params
-from ..balancing import Balancer, method_class
+from ..balancing import Balancer, GradientAccumulator, engine, method_class, whole_batch_losses
 from ..balancing import get as get_balancer
 from ..balancing.penalty import attach as attach_penalty
 from ..errors import CheckpointError, PolytaskError
@@ -30,6 +31,7 @@ from .callbacks import (
     tensorboard_available,
 )
 from .checkpoints import load_checkpoint_file, prepare_run_dir, save_checkpoint_file
+from .distributed import Distributed, is_ddp
 from .precision import Precision, as_precision
 from .predict import labeled_samples
 from .predict import predict as predict_outputs
@@ -40,9 +42,16 @@ Metrics = dict[str, dict[str, float]]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module under a ``torch.compile`` wrapper (the model itself otherwise): its
-    architecture, parameters and state-dict keys are the uncompiled model's."""
-    return getattr(model, "_orig_mod", model)
+    """The module under a ``torch.compile`` or ``DistributedDataParallel`` wrapper (the
+    model itself otherwise): its architecture, parameters and state-dict keys are the
+    plain model's."""
+    while True:
+        if is_ddp(model):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
 
 
 def _check_outputs(outputs: Any, task_names: Sequence[str]) -> None:
@@ -92,6 +101,20 @@ class Trainer:
             ``optimizer -> scheduler``; checkpointed and resumed exactly.
         scheduler_interval: step the scheduler after every epoch (default) or after
             every optimizer step ("step").
+        accumulate_grad_batches: M > 1 accumulates M loader batches (micro-batches)
+            into one optimizer step that equals the step on their union, for every
+            method (:class:`~polytask.balancing.GradientAccumulator`: the whole
+            batch's Jacobian, Gramian and losses, missing labels count-weighted; see
+            ``docs/accumulation.md``). ``global_step`` counts optimizer steps; a last,
+            shorter group of an epoch is stepped as it is.
+
+    Under ``torchrun`` (several processes; ``torch.distributed`` initialised, or
+    torchrun's variables set, and the Trainer initialises it: nccl on CUDA, gloo on the
+    CPU) each rank trains on its shard of every batch (``DistributedSampler``; the
+    loader's ``batch_size`` is per process) and every method gives the whole batch's
+    update; the model stays plain (not DDP), metrics are reduced as statistics, and
+    rank 0 alone writes logs and checkpoints (:mod:`polytask.training.distributed`,
+    ``docs/distributed.md``).
 
     A model compiled with ``torch.compile`` is accepted as it is: the Trainer reads
     the architecture (shared parameters, representation) from the module it wraps,
@@ -104,7 +127,10 @@ class Trainer:
     ``optimizer_step``; ``on_optimizer_step``; the balancer's after-step hook;
     ``on_step_end``. Per epoch: ``on_epoch_start``, ``on_epoch_end`` (user callbacks,
     then the scheduler, then :class:`ModelCheckpoint`), and ``fit`` ends early once a
-    callback sets ``trainer.should_stop`` (:class:`EarlyStopping`).
+    callback sets ``trainer.should_stop`` (:class:`EarlyStopping`). With
+    ``accumulate_grad_batches`` > 1, forward, losses and ``on_before_backward`` run per
+    micro-batch (each followed by the accumulator's ``add``), the rest once per
+    optimizer step; ``on_step_end`` gets the whole accumulated batch's losses.
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
@@ -114,6 +140,7 @@ class Trainer:
         "train_metrics": ["boolean"],
         "progress": ["boolean"],
         "scheduler_interval": [params.Options(INTERVALS)],
+        "accumulate_grad_batches": [params.Interval(params.Integral, 1, None)],
     }
 
     def __init__(
@@ -135,17 +162,19 @@ class Trainer:
         precision: str | Precision = "32",
         scheduler: Any = None,
         scheduler_interval: str = "epoch",
+        accumulate_grad_batches: int = 1,
     ) -> None:
         params.check_settings(Trainer, {
             "seed": seed, "monitor": monitor, "grad_clip": grad_clip,
             "train_metrics": train_metrics, "progress": progress,
             "scheduler_interval": scheduler_interval,
+            "accumulate_grad_batches": accumulate_grad_batches,
         })
         self.tasks = as_task_dict(tasks)
         self.task_names = list(self.tasks)
-        self.device = torch.device(
-            device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-        )
+        #: the torchrun plugin (process group, shards, rank 0's files; docs/distributed.md)
+        self.distributed = Distributed(device)
+        self.device = self.distributed.device(device)
         self.model = model.to(self.device)
         module = unwrap(model)  # the architecture under a torch.compile wrapper
         if isinstance(balancer, str):  # a name or "name:key=value" spec, as on the CLI
@@ -163,6 +192,7 @@ class Trainer:
         else:
             raise PolytaskError("give shared_params=... for a model that is not a MultiTaskModel")
         self.balancer.prepare(self.task_names)  # per-task state before the optimizer exists
+        self.distributed.check(model, self.balancer, int(accumulate_grad_batches))
         extra = [p for p in self.balancer.extra_parameters() if p.requires_grad]
         if optimizer is None or not isinstance(optimizer, torch.optim.Optimizer):
             factory = optimizer or (lambda params: torch.optim.Adam(params, lr=1e-3))
@@ -174,9 +204,12 @@ class Trainer:
         self._include_extra_parameters(extra)
         self.precision = as_precision(precision, self.device)
         self.precision.check(module, self.balancer)
+        self.accumulate_grad_batches = int(accumulate_grad_batches)
+        self.accumulator = self._build_accumulator()
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.callbacks = list(callbacks)
-        if self.log_dir is not None:
+        writes = self.log_dir is not None and self.distributed.is_main  # rank 0 writes
+        if writes:
             self.callbacks.insert(0, CSVLogger(self.log_dir))
             if tensorboard_available():
                 self.callbacks.append(TensorBoardLogger(self.log_dir / "tensorboard"))
@@ -187,7 +220,7 @@ class Trainer:
             scheduling = LRScheduling(scheduler, scheduler_interval)
             self.lr_scheduler = scheduling.bind(self.optimizer)
             self.closing_callbacks.append(scheduling)
-        if self.log_dir is not None:
+        if writes:
             self.closing_callbacks.append(ModelCheckpoint(self.log_dir))
         self.seed = seed
         self.monitor = monitor
@@ -206,6 +239,25 @@ class Trainer:
         self.improved = False
 
     # -- configuration ----------------------------------------------------------------
+    def _build_accumulator(self) -> GradientAccumulator | None:
+        """The micro-batch accumulator (None without accumulation); refuses a method
+        that would need every micro-batch's graph, naming the fix."""
+        if self.accumulate_grad_batches == 1:
+            return None
+        acc = GradientAccumulator(
+            self.balancer, shared_params=self.shared_params,
+            micro_batches=self.accumulate_grad_batches,
+        )
+        if acc.reads_representation and not acc.weighted_on_representation:
+            raise PolytaskError(
+                f"{type(self.balancer).__name__} on path='representation' computes its "
+                "direction on the shared representation, so accumulate_grad_batches > 1 "
+                "would need every micro-batch's encoder graph: use the method with "
+                "path='jacobian' (exact, no graph kept), or in a plain loop "
+                "GradientAccumulator(..., keep_graphs=True)"
+            )
+        return acc
+
     def _include_extra_parameters(self, extra: list[Tensor]) -> None:
         """Add the balancer's learnable parameters the optimizer lacks (a user-built
         optimizer over ``model.parameters()`` would leave them at their start)."""
@@ -264,20 +316,93 @@ class Trainer:
         outputs, losses = self._forward(inputs, targets, masks)
         self._hook("on_before_backward", self.global_step, losses, (inputs, targets, masks))
         self.optimizer.zero_grad(set_to_none=True)
-        result = self.balancer.backward(
-            losses,
-            shared_params=self.shared_params,
-            representation=getattr(self.module, "shared_representation", None),
-            grad_scale=self.precision.grad_scale,
-        )
+        # several processes: each rank's losses weighted by its share of the labels, so
+        # that the engine's average across ranks is the whole batch's loss
+        factors = self.distributed.loss_factors(self.tasks, outputs, targets, masks,
+                                                self.device)
+        balanced = losses if factors is None else {
+            n: losses[n] * factors[i].to(losses[n].dtype) for i, n in enumerate(losses)}
+        with (engine.caller_averages_gradients() if is_ddp(self.model)
+              else contextlib.nullcontext()):  # DDP's hooks average a loss weighting's
+            result = self.balancer.backward(
+                balanced,
+                shared_params=self.shared_params,
+                representation=getattr(self.module, "shared_representation", None),
+                grad_scale=self.precision.grad_scale,
+            )
+        self._optimizer_step()
+        self._balancer_step_end(inputs, targets, masks, factors)
+        return losses, result, outputs, (targets, masks)
+
+    def _optimizer_step(self) -> None:
+        """Unscale, ``on_before_optimizer_step``, clipping, the optimizer step and
+        ``on_optimizer_step`` (``.grad`` already holds the step's update)."""
         self.precision.unscale_(self.optimizer)
         self._hook("on_before_optimizer_step", self.optimizer)
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         stepped = self.precision.optimizer_step(self.optimizer)
         self._hook("on_optimizer_step", self.optimizer, stepped)
-        self._balancer_step_end(inputs, targets, masks)
-        return losses, result, outputs, (targets, masks)
+
+    def accumulated_step(self, batches: Sequence[Any]) -> tuple[list[tuple], dict[str, Tensor]]:
+        """One optimizer step on the micro-batches ``batches``, equal to the step on
+        their union: per micro-batch forward, losses and the accumulator's ``add``
+        (which frees the graph), then the balancer once (``accumulator.backward``).
+        Returns, per micro-batch, ``(losses, result, outputs, (targets, masks))`` as
+        :meth:`train_step` does (losses and outputs detached), and the whole batch's
+        losses (count-weighted means of the micro-batches')."""
+        acc = self.accumulator
+        if acc is None:
+            raise PolytaskError("accumulated_step needs accumulate_grad_batches > 1")
+        self.optimizer.zero_grad(set_to_none=True)
+        scale = self.precision.grad_scale
+        micro = []
+        for batch in batches:
+            inputs, targets, masks = split_batch(batch)
+            check_targets(self.task_names, targets, masks)
+            inputs, targets, masks = (to_device(v, self.device) for v in (inputs, targets, masks))
+            outputs, losses = self._forward(inputs, targets, masks)
+            self._hook("on_before_backward", self.global_step, losses, (inputs, targets, masks))
+            counts = {n: t.loss_count(outputs[n], targets[n], masks.get(n))
+                      for n, t in self.tasks.items()}
+            acc.add(losses, counts=counts,
+                    representation=getattr(self.module, "shared_representation", None),
+                    grad_scale=scale)
+            micro.append((inputs, {n: v.detach() for n, v in losses.items()},
+                          {n: v.detach() for n, v in outputs.items()}, targets, masks, counts))
+        result = acc.backward(grad_scale=scale)
+        self._optimizer_step()
+        if getattr(self.balancer, "needs_losses_after_step", False):
+            # FAMO: the whole batch's losses after the step, one forward per micro-batch
+            with torch.no_grad():
+                after = [self._forward(x, t, m)[1] for x, _, _, t, m, _ in micro]
+            self.balancer.on_step_end(whole_batch_losses(after, [c for *_, c in micro]))
+        else:
+            self.balancer.on_step_end(None)
+        whole = whole_batch_losses([m[1] for m in micro], [m[5] for m in micro])
+        return [(losses, result, outputs, (t, m)) for _, losses, outputs, t, m, _ in micro], whole
+
+    def _train_steps(self, loader: Iterable) -> Iterable[tuple]:
+        """Per loader batch: ``train_step``'s tuple and the step's losses (those of the
+        whole accumulated batch on its last micro-batch, else None)."""
+        if self.accumulate_grad_batches == 1:
+            for batch in loader:
+                out = self.train_step(batch)
+                yield (*out, {n: v.detach() for n, v in out[0].items()})
+            return
+        group: list[Any] = []
+        for batch in loader:
+            group.append(batch)
+            if len(group) == self.accumulate_grad_batches:
+                yield from self._accumulated(group)
+                group = []
+        if group:
+            yield from self._accumulated(group)
+
+    def _accumulated(self, group: Sequence[Any]) -> Iterable[tuple]:
+        steps, whole = self.accumulated_step(group)
+        for i, step in enumerate(steps):
+            yield (*step, whole if i == len(steps) - 1 else None)
 
     def _forward(
         self, inputs: Any, targets: Mapping[str, Tensor], masks: Mapping
@@ -291,15 +416,20 @@ class Trainer:
             losses = self.compute_losses(outputs, targets, masks)
         return outputs, self.precision.to_float(losses)
 
-    def _balancer_step_end(self, inputs: Any, targets: Mapping, masks: Mapping) -> None:
+    def _balancer_step_end(self, inputs: Any, targets: Mapping, masks: Mapping,
+                           factors: Tensor | None = None) -> None:
         """The balancer's after-step hook; for methods that need it (FAMO), with the
-        same batch's losses at the new parameters (one extra forward, no backward)."""
+        same batch's losses at the new parameters (one extra forward, no backward; on
+        several processes the whole batch's, weighted by ``factors`` and averaged)."""
         if not getattr(self.balancer, "needs_losses_after_step", False):
             self.balancer.on_step_end(None)
             return
         with torch.no_grad():
             _, after = self._forward(inputs, targets, masks)
-        self.balancer.on_step_end({n: v.detach() for n, v in after.items()})
+        values = torch.stack([after[n].detach().reshape(()) for n in self.task_names])
+        if factors is not None:
+            values = engine.average_across_ranks(values * factors.to(values.dtype))
+        self.balancer.on_step_end(dict(zip(self.task_names, values)))
 
     # -- loops ------------------------------------------------------------------------
     def fit(
@@ -322,12 +452,16 @@ class Trainer:
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise PolytaskError(f"epochs must be a positive int, got {epochs!r}")
         if self.log_dir is not None:
-            prepare_run_dir(self.log_dir, resume=resume, overwrite=overwrite)
+            self.distributed.barrier()  # rank 0's last writes are done
+            if self.distributed.is_main or resume:  # rank 0 clears; every rank resumes
+                prepare_run_dir(self.log_dir, resume=resume, overwrite=overwrite)
+            self.distributed.barrier()
         elif resume:
             raise PolytaskError("resume=True needs a log_dir")
         if self.seed is not None:
             seed_everything(self.seed)
         self.should_stop = False
+        train_loader = self.distributed.shard(train_loader, train=True, seed=self.seed or 0)
         self.balancer.attach(
             model=self.model, optimizer=self.optimizer, loader=train_loader,
             tasks=self.tasks, primary=self.main_tasks, device=self.device,
@@ -337,6 +471,7 @@ class Trainer:
             attach_loader(self)
         if resume:
             self.load_checkpoint(self.log_dir / "last.pt")
+        self.distributed.synchronize(self.module, self.balancer)  # rank 0's state and RNGs
         self._hook("on_fit_start")
         for epoch in range(self.epochs_done, epochs):
             if self.should_stop:  # a resumed run that had stopped early stays stopped
@@ -345,6 +480,7 @@ class Trainer:
             if isinstance(self.module, MultiTaskModel):  # schedules (AdaShare, Learning to Branch)
                 self.module.on_epoch_start(epoch)
             start = time.perf_counter()
+            self.distributed.start_epoch(train_loader, epoch)
             train_logs = self._train_epoch(train_loader, epoch, epochs)
             train_logs["time"] = time.perf_counter() - start
             logs: dict[str, Any] = {"train": train_logs}
@@ -358,6 +494,7 @@ class Trainer:
             self.history.append({"epoch": epoch, **logs})
             self._hook("on_epoch_end", epoch, logs)  # checkpoints last (ModelCheckpoint)
         self._hook("on_fit_end")
+        self.distributed.barrier()  # rank 0's files are written when fit returns
         return self.history
 
     def _train_epoch(self, loader: Iterable, epoch: int, epochs: int) -> dict[str, float]:
@@ -371,8 +508,7 @@ class Trainer:
         bar = tqdm(
             loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.progress, leave=False
         )
-        for batch in bar:
-            losses, result, outputs, (targets, masks) = self.train_step(batch)
+        for losses, result, outputs, (targets, masks), step_losses in self._train_steps(bar):
             values = torch.stack([losses[n].detach() for n in self.task_names]).double().cpu()
             weights = torch.tensor([result.weights.get(n, 1.0) for n in self.task_names])
             counts = torch.tensor(
@@ -383,13 +519,15 @@ class Trainer:
             labeled_sum += counts
             weight_sum += weights.double()
             batches += 1
-            self.global_step += 1
             if metrics is not None:
                 for name, task in self.tasks.items():
                     task.update_metrics(metrics[name], outputs[name], targets[name],
                                         masks.get(name))
+            if step_losses is None:  # a micro-batch before the end of its step
+                continue
+            self.global_step += 1
             if self.all_callbacks():
-                vals = values.tolist()
+                vals = [float(step_losses[n]) for n in self.task_names]
                 record = {f"loss/{n}": v for n, v in zip(self.task_names, vals)}
                 record.update(
                     {f"weight/{n}": w for n, w in zip(self.task_names, weights.tolist())}
@@ -401,6 +539,11 @@ class Trainer:
                 bar.set_postfix(loss=f"{float(mean.sum()):.4f}")
         if batches == 0:
             raise PolytaskError("the training loader yielded no batch")
+        # several processes: every rank's sums (the whole epoch's means on each rank)
+        sums = self.distributed.sum(torch.stack([loss_sum, labeled_sum]), self.device)
+        loss_sum, labeled_sum = sums[0], sums[1]
+        if metrics is not None:
+            self.distributed.reduce_metrics(metrics)
         # the mean over labeled samples: batches without a label for a task do not count
         logs = {
             f"loss/{n}": float(loss_sum[i] / labeled_sum[i]) if labeled_sum[i] else math.nan
@@ -422,6 +565,7 @@ class Trainer:
         metrics = {n: t.metrics() for n, t in self.tasks.items()}
         loss_sum = dict.fromkeys(self.task_names, 0.0)
         count = dict.fromkeys(self.task_names, 0)
+        loader = self.distributed.shard(loader, train=False, seed=0)  # rank r: r, r+R, ...
         for batch in loader:
             inputs, targets, masks = split_batch(batch)
             check_targets(self.task_names, targets, masks)
@@ -438,6 +582,13 @@ class Trainer:
                     count[name] += n_labeled
                 task.update_metrics(metrics[name], outputs[name], targets[name], masks.get(name))
         self.model.train(was_training)
+        if self.distributed.enabled:  # sums and metric states of every rank
+            sums = self.distributed.sum(torch.tensor(
+                [[loss_sum[n] for n in self.task_names], [count[n] for n in self.task_names]],
+                dtype=torch.float64), self.device)
+            loss_sum = dict(zip(self.task_names, sums[0].tolist()))
+            count = dict(zip(self.task_names, sums[1].tolist()))
+            self.distributed.reduce_metrics(metrics)
         results: Metrics = {}
         for name, ms in metrics.items():
             results[name] = {m: metric.compute() for m, metric in ms.items()}

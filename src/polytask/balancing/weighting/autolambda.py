@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ... import params
 from ...errors import PolytaskError
-from .. import scaling
+from .. import engine, scaling
 from ..base import BalanceContext, BalanceResult
 from ..lookahead import (
     LossOfBatch,
@@ -168,11 +168,8 @@ class AutoLambda(StatefulWeighting):
                 f"it returned {sorted(val_losses)}"
             )
         objective = sum(val_losses[n] for n in primary)
-        grads = torch.autograd.grad(objective, list(virtual.values()), allow_unused=True)
-        v = torch.cat([
-            (g if g is not None else torch.zeros_like(p)).reshape(-1)
-            for g, p in zip(grads, virtual.values())
-        ])
+        grads = engine.gradient(objective, list(virtual.values()))
+        v = torch.cat([g.reshape(-1) for g in grads])
         meta_grad = -(jac @ (lr_vec * v))
         return meta_grad, {f"val_loss/{n}": float(val_losses[n].detach()) for n in val_losses}
 
@@ -187,7 +184,8 @@ class AutoLambda(StatefulWeighting):
         if unknown:
             raise PolytaskError(f"AutoLambda primary tasks {sorted(unknown)} are not trained tasks")
         params = trainable_parameters(self._model)
-        jac = scaling.jacobian(ctx.losses, list(params.values()), self.strategy, False)
+        jac = scaling.jacobian(ctx.losses, list(params.values()), self.strategy, False,
+                               reduce=True)
         extras: dict[str, float] = {}
         if ctx.step % self.update_every == 0:
             meta_grad, extras = self.meta_gradient(jac, params, ctx.names)

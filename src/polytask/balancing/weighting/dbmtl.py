@@ -56,8 +56,13 @@ class DBMTL(LossWeighting):
         self.buffer: Tensor | None = None
 
     def _backward(self, ctx: BalanceContext) -> BalanceResult:
-        logs = [torch.log(loss + self.eps) for loss in ctx.losses]
-        jac = scaling.jacobian(logs, ctx.shared_params, self.strategy, True)
+        # ∇ log(L_k + eps) = ∇L_k / (L_k + eps): the Jacobian of the losses (averaged
+        # across ranks: the whole batch's) over the whole batch's losses, so that under
+        # torch.distributed it is the log of the whole batch's loss that is differentiated
+        denom = ctx.loss_values + self.eps
+        jac = scaling.jacobian(ctx.losses, ctx.shared_params, self.strategy, True, reduce=True)
+        jac = jac / denom.to(jac)[:, None]
+        logs = [loss / d.to(loss) for loss, d in zip(ctx.losses, denom)]  # same gradient
         t = ctx.step + 1
         if self.buffer is None or self.buffer.shape != jac.shape:
             self.buffer = torch.zeros_like(jac)

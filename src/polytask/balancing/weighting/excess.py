@@ -56,7 +56,7 @@ class ExcessMTL(LossWeighting):
         return (jac * jac / h).sum(dim=1)
 
     def _backward(self, ctx: BalanceContext) -> BalanceResult:
-        jac = scaling.jacobian(ctx.losses, ctx.shared_params, self.strategy, True)
+        jac = scaling.jacobian(ctx.losses, ctx.shared_params, self.strategy, True, reduce=True)
         k = len(ctx.losses)
         if self.loss_weights is None:
             self.loss_weights = torch.ones(k, dtype=jac.dtype, device=jac.device)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ... import params
 from ...errors import PolytaskError
-from .. import scaling
+from .. import engine, scaling
 from ..base import BalanceContext, BalanceResult
 from ..registry import register
 from ._common import StatefulWeighting
@@ -87,7 +87,7 @@ class FAMO(StatefulWeighting):
         delta = delta.masked_fill((self._before == 0) | (after == 0), 0.0)
         with torch.enable_grad():
             z = torch.softmax(self.logits, dim=0)
-            (grad,) = torch.autograd.grad(z, self.logits, grad_outputs=delta)
+            (grad,) = engine.gradient(z, [self.logits], grad_output=delta)
         self.logits.grad = scaling.scaled(grad)  # _step_inner unscales under a loss scale
         self._step_inner()
         self._before = None

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ... import params
 from ...errors import PolytaskError
-from .. import scaling
+from .. import engine, scaling
 from ..base import BalanceContext, BalanceResult, check_representation_reached
 from ..registry import register
 from ._common import StatefulWeighting
@@ -35,6 +35,20 @@ def gradnorm_target(norms: Tensor, losses: Tensor, initial: Tensor, alpha: float
     ratio = losses / initial.clamp_min(torch.finfo(losses.dtype).tiny)
     r = ratio / ratio.mean().clamp_min(torch.finfo(losses.dtype).tiny)
     return (norms.mean() * r.pow(alpha)).detach()
+
+
+def _whole_batch_norms(jac: Tensor, on_representation: bool) -> Tensor:
+    """Each task's gradient norm on the whole batch under ``torch.distributed`` (the
+    rank's own in one process): on parameters the Jacobian is averaged across ranks
+    (the engine's reduction); on the representation, whose rows differ per rank, the
+    whole batch's squared norm is ``Σ_r ‖g_r‖² / R²`` (K numbers reduced)."""
+    ranks = engine.world_size()
+    if ranks == 1:
+        return jac.norm(dim=1)
+    if on_representation:
+        squares = engine.sum_across_ranks(jac.double().square().sum(dim=1))
+        return (squares.sqrt() / ranks).to(jac.dtype)
+    return engine.average_across_ranks(jac).norm(dim=1)
 
 
 @register("gradnorm")
@@ -133,7 +147,7 @@ class GradNorm(StatefulWeighting):
         if self.initial_losses is None:
             self.initial_losses = losses.clone()
         jac = scaling.jacobian(ctx.losses, self._norm_inputs(ctx), self.strategy, True)
-        grad_norms = jac.norm(dim=1)
+        grad_norms = _whole_batch_norms(jac, on_representation=self.layer == "representation")
         del jac
         used = self.task_weights.detach().clone()
         total = sum(wk * loss for wk, loss in zip(used, ctx.losses))
@@ -143,7 +157,7 @@ class GradNorm(StatefulWeighting):
         weighted = self.task_weights * grad_norms
         target = gradnorm_target(weighted.detach(), losses, self.initial_losses, self.alpha)
         l_grad = (weighted - target).abs().sum()
-        (grad,) = torch.autograd.grad(l_grad, self.task_weights)
+        (grad,) = engine.gradient(l_grad, [self.task_weights])
         scaling.set_grad(self.task_weights, grad)  # s × grad under a loss scale, like .grad
         if self.internal_optimizer:
             self._step_inner()

@@ -141,7 +141,7 @@ class IMTL(_LossScales):
             shared_loss = sum(a * loss for a, loss in zip(alpha, scaled))
             scaling.backward(shared_loss, inputs=ctx.shared_params)
         else:
-            jac = scaling.jacobian(scaled, ctx.shared_params, self.strategy, True)
+            jac = scaling.jacobian(scaled, ctx.shared_params, self.strategy, True, reduce=True)
             alpha = imtl_g_weights(jac @ jac.T).to(jac)
             scaling.add_to_grad(ctx.shared_params, alpha @ jac)
             others = non_shared_parameters(ctx)
