@@ -29,16 +29,25 @@ Writes a Markdown table to ``docs/benchmarks/aggregators.md`` and the raw rows t
 K×P float32 Jacobian (default 10 × 100,000, one thread), against the same rule in
 the peer libraries that are installed (torchjd; optional, never required), as the
 ratio polytask / fastest peer within one run, and writes
-``docs/benchmarks/aggregator_rules.md``::
+``docs/benchmarks/aggregator_rules.md``. Polytask, the peers and optionally an earlier
+polytask tree (``--baseline-src``, timed in a child process) are timed in interleaved
+rounds (``--rounds``), and each ratio is the median of the ratios within a round, which
+a shared, noisy machine does not skew::
 
     python scripts/bench_aggregators.py --versus-peers --tasks 10 --params 100000
+    git archive main src | tar -x -C /tmp/prev   # then, against main as well:
+    python scripts/bench_aggregators.py --versus-peers --baseline-src /tmp/prev/src
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import os
 import platform
+import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -50,8 +59,19 @@ from torch.profiler import ProfilerActivity, profile
 
 import polytask.balancing as B
 
-GRAMIAN_METHODS = ["mgda", "pcgrad", "gradvac", "cagrad", "imtl-g", "nash-mtl", "aligned-mtl",
-                   "upgrad", "dualproj", "config", "fairgrad"]
+GRAMIAN_METHODS = [
+    "mgda",
+    "pcgrad",
+    "gradvac",
+    "cagrad",
+    "imtl-g",
+    "nash-mtl",
+    "aligned-mtl",
+    "upgrad",
+    "dualproj",
+    "config",
+    "fairgrad",
+]
 JACOBIAN_METHODS = ["graddrop", "moco"]
 PATHS = {
     "jac-loop": {"path": "jacobian", "strategy": "loop"},
@@ -88,8 +108,10 @@ class Net(nn.Module):
 
     def losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         self.rep = self.trunk(x)
-        return {f"t{i}": nn.functional.mse_loss(h(self.rep).squeeze(-1), y[:, i])
-                for i, h in enumerate(self.heads)}
+        return {
+            f"t{i}": nn.functional.mse_loss(h(self.rep).squeeze(-1), y[:, i])
+            for i, h in enumerate(self.heads)
+        }
 
 
 def build(model: str, k: int, device: torch.device):
@@ -101,9 +123,15 @@ def build(model: str, k: int, device: torch.device):
         width = 256
     else:
         trunk = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * 8 * 8, 128), nn.ReLU(),
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 8 * 8, 128),
+            nn.ReLU(),
         )
         x = torch.randn(128, 3, 32, 32)
         width = 128
@@ -192,8 +220,11 @@ def rule_times(ks, repeats: int = 30) -> dict[tuple[str, int], float]:
         for name in GRAMIAN_METHODS + ["graddrop", "moco"]:
             m = B.get(name, path="jacobian")
             gram = (j @ j.T).double()
-            call = (lambda m=m, j=j: m.aggregate(j)) if name in JACOBIAN_METHODS else (
-                lambda m=m, gram=gram: m.weights_from_gramian(gram))
+            call = (
+                (lambda m=m, j=j: m.aggregate(j))
+                if name in JACOBIAN_METHODS
+                else (lambda m=m, gram=gram: m.weights_from_gramian(gram))
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 call()
@@ -208,10 +239,19 @@ def rule_times(ks, repeats: int = 30) -> dict[tuple[str, int], float]:
 
 # polytask method -> torchjd aggregator factory (the same rule, default settings)
 TORCHJD = {
-    "mgda": "MGDA()", "upgrad": "UPGrad()", "dualproj": "DualProj()", "pcgrad": "PCGrad()",
-    "imtl-g": "IMTLG()", "graddrop": "GradDrop()", "aligned-mtl": "AlignedMTL()",
-    "config": "ConFIG()", "rgw": "Random()", "gradvac": "GradVac()", "cagrad": "CAGrad(c=0.4)",
-    "nash-mtl": "NashMTL(n_tasks={k})", "fairgrad": "FairGrad()",
+    "mgda": "MGDA()",
+    "upgrad": "UPGrad()",
+    "dualproj": "DualProj()",
+    "pcgrad": "PCGrad()",
+    "imtl-g": "IMTLG()",
+    "graddrop": "GradDrop()",
+    "aligned-mtl": "AlignedMTL()",
+    "config": "ConFIG()",
+    "rgw": "Random()",
+    "gradvac": "GradVac()",
+    "cagrad": "CAGrad(c=0.4)",
+    "nash-mtl": "NashMTL(n_tasks={k})",
+    "fairgrad": "FairGrad()",
 }
 
 
@@ -227,60 +267,195 @@ def _best_time(call, repeats: int) -> float:
     return best
 
 
-def peer_times(k: int, p: int, repeats: int) -> list[dict]:
-    """Milliseconds of ``aggregate(J)`` per rule, polytask and installed peers."""
+def rule_methods() -> list[str]:
+    """The registered Jacobian rules that run on a bare Jacobian with default settings."""
+    return sorted(
+        n
+        for n in B.available()
+        if isinstance(B.method_class(n), type)
+        and issubclass(B.method_class(n), B.GradientAggregator)
+        and not B.method_class(n).requires
+    )  # pmtl, epo need losses
+
+
+def peer_jacobian(k: int, p: int) -> torch.Tensor:
+    """The K×P float32 Jacobian every rule is timed on (rows 0 and 1 conflict)."""
     gen = torch.Generator().manual_seed(k)
     j = torch.randn(k, p, generator=gen)
     j[1] = -0.8 * j[0] + 0.3 * j[1]
+    return j
+
+
+def polytask_round(ks, p: int, repeats: int) -> dict[str, float]:
+    """One round of polytask's rules: ``{"method K": best ms of repeats}``."""
+    out = {}
+    for k in ks:
+        j = peer_jacobian(k, p)
+        for name in rule_methods():
+            options = {"path": "jacobian"}
+            if B.method_class(name).random:
+                options["seed"] = 0
+            m = B.get(name, **options)
+            if m.path == "representation":
+                continue
+            out[f"{name} {k}"] = _best_time(lambda m=m, j=j: m.aggregate(j), repeats) * 1e3
+    return out
+
+
+def torchjd_round(ks, p: int, repeats: int) -> dict[str, float]:
+    """One round of torchjd's versions of the rules (empty when it is not installed)."""
     try:
-        import torchjd.aggregation as tjd
+        import torchjd.aggregation as tjd  # noqa: F401 - used by eval below
     except ImportError:
-        tjd = None
-    rows = []
-    for name in sorted(n for n in B.available() if isinstance(B.method_class(n), type)
-                       and issubclass(B.method_class(n), B.GradientAggregator)
-                       and not B.method_class(n).requires):  # pmtl, epo need losses
-        options = {"path": "jacobian"}
-        if B.method_class(name).random:
-            options["seed"] = 0
-        m = B.get(name, **options)
-        if m.path == "representation":
-            continue
-        row = {"method": name, "tasks": k, "params": p,
-               "polytask_ms": _best_time(lambda m=m: m.aggregate(j), repeats) * 1e3}
-        if tjd is not None and name in TORCHJD:
+        return {}
+    out = {}
+    for k in ks:
+        j = peer_jacobian(k, p)
+        for name, factory in TORCHJD.items():
             try:
-                agg = eval("tjd." + TORCHJD[name].format(k=k))  # noqa: S307 - fixed table
-                row["torchjd_ms"] = _best_time(lambda agg=agg: agg(j), repeats) * 1e3
+                agg = eval("tjd." + factory.format(k=k))  # noqa: S307 - fixed table
+                out[f"{name} {k}"] = _best_time(lambda agg=agg, j=j: agg(j), repeats) * 1e3
             except Exception as error:  # a peer's optional dependency is missing
                 print(f"torchjd {name}: {error}", file=sys.stderr)
-        peers = [v for key, v in row.items() if key.endswith("_ms") and key != "polytask_ms"]
-        row["ratio"] = row["polytask_ms"] / min(peers) if peers else float("nan")
+    return out
+
+
+def baseline_round(src: str, ks, p: int, repeats: int) -> dict[str, float]:
+    """One round of an earlier polytask (its ``src`` tree), in a child process."""
+    env = dict(os.environ, PYTHONPATH=str(Path(src).resolve()))
+    cmd = [
+        sys.executable,
+        __file__,
+        "--rule-round-json",
+        "--threads",
+        "1",
+        "--params",
+        str(p),
+        "--repeats",
+        str(repeats),
+        "--tasks",
+        *map(str, ks),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def recorded_peer(path: str) -> dict[str, tuple[float, float]]:
+    """``{"method K": (torchjd ms, ratio)}`` from an earlier rules table with torchjd."""
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 6 or not cells[1].isdigit():
+            continue
+        try:
+            out[f"{cells[0]} {cells[1]}"] = (float(cells[4]), float(cells[5]))
+        except ValueError:
+            continue
+    return out
+
+
+def peer_rows(args) -> list[dict]:
+    """Interleaved rounds: each round times polytask, the installed peers and the
+    baseline tree one after the other, so that they see the same machine load; a
+    ratio is the median over rounds of the ratio within each round."""
+    names = ("polytask", "torchjd", "previous")
+    rounds: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    for r in range(args.rounds):
+        rounds["polytask"].append(polytask_round(args.tasks, args.params, args.repeats))
+        rounds["torchjd"].append(torchjd_round(args.tasks, args.params, args.repeats))
+        if args.baseline_src:
+            rounds["previous"].append(
+                baseline_round(args.baseline_src, args.tasks, args.params, args.repeats)
+            )
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    recorded = recorded_peer(args.recorded) if args.recorded else {}
+    rows = []
+    for key in rounds["polytask"][0]:
+        name, k = key.rsplit(" ", 1)
+        row = {"method": name, "tasks": int(k), "params": args.params}
+        for n in names:
+            series = [rd[key] for rd in rounds[n] if key in rd]
+            if series:
+                row[f"{n}_ms"] = min(series)
+        for n in ("torchjd", "previous"):
+            paired = [
+                a[key] / b[key]
+                for a, b in zip(rounds["polytask"], rounds[n])
+                if key in a and key in b
+            ]
+            row[f"vs_{n}"] = statistics.median(paired) if paired else float("nan")
+        row["ratio"] = row["vs_torchjd"]
+        if key in recorded and "previous_ms" in row and row["vs_torchjd"] != row["vs_torchjd"]:
+            row["recorded_torchjd_ms"], row["recorded_ratio"] = recorded[key]
+            row["projected_ratio"] = row["recorded_ratio"] * row["vs_previous"]
         rows.append(row)
-        print(f"K={k} P={p} {name:12s} polytask {row['polytask_ms']:8.2f} ms  "
-              f"torchjd {row.get('torchjd_ms', float('nan')):8.2f} ms  "
-              f"ratio {row['ratio']:5.2f}", flush=True)
+        print(
+            f"K={k:>3s} {name:12s} polytask {row['polytask_ms']:8.3f} ms  "
+            f"torchjd {row.get('torchjd_ms', float('nan')):8.3f} ms  "
+            f"previous {row.get('previous_ms', float('nan')):8.3f} ms  "
+            f"ratio {row['ratio']:5.2f}  x previous {row['vs_previous']:5.2f}  "
+            f"projected {row.get('projected_ratio', float('nan')):5.2f}",
+            flush=True,
+        )
     return rows
 
 
 def peers_markdown(rows, args) -> str:
+    peer = any("torchjd_ms" in r for r in rows)
+    prev = any("previous_ms" in r for r in rows)
+    proj = any("projected_ratio" in r for r in rows)
     lines = [
         "# Combination rules alone: polytask against peer libraries",
         "",
         "Written by `scripts/bench_aggregators.py --versus-peers` (do not edit by hand).",
-        f"Best of {args.repeats} calls of `aggregate(J)` on a K×P float32 Jacobian, "
-        f"{args.threads} thread(s), {device_name(torch.device('cpu'))}, torch "
-        f"{torch.__version__}; ratio = polytask / fastest installed peer (below 1: faster).",
-        "Peers: torchjd (optional; not installed: no column). The rules are the same",
-        "methods, not always the same variants (e.g. MGDA's solver, CAGrad's solver).",
-        "",
-        "| method | K | P | polytask ms | torchjd ms | ratio |",
-        "|---|---|---|---|---|---|",
+        f"`aggregate(J)` on a K×P float32 Jacobian, {args.threads} thread(s), "
+        f"{device_name(torch.device('cpu'))}, torch {torch.__version__}: {args.rounds} "
+        f"interleaved rounds (polytask, then each peer, then the baseline, in every round), "
+        f"each the best of {args.repeats} calls. ms = the best round; a ratio = the median "
+        "over rounds of the ratio within a round (below 1: polytask faster).",
+        "Peers: torchjd (optional; "
+        + ("installed)." if peer else "**not installed in this run: no measured ratio**)."),
+        "The rules are the same methods, not always the same variants (e.g. MGDA's solver, "
+        "CAGrad's solver).",
     ]
-    for r in rows:
-        tj = r.get("torchjd_ms")
-        lines.append(f"| {r['method']} | {r['tasks']} | {r['params']} | {r['polytask_ms']:.2f} "
-                     f"| {'' if tj is None else f'{tj:.2f}'} | {r['ratio']:.2f} |")
+    if prev:
+        lines.append(
+            f"`previous` = polytask from `{args.baseline_label or args.baseline_src}`, "
+            "timed in a child process in the same rounds; `× previous` = now / then."
+        )
+    if proj:
+        lines.append(
+            f"`recorded` = the torchjd time and ratio of the earlier run in "
+            f"`{args.recorded}` (another day's machine load); `projected` = recorded "
+            "ratio × (`× previous`): the ratio to expect, not a measurement."
+        )
+    if args.note:
+        lines += ["", f"> {args.note}"]
+    head = ["method", "K", "P", "polytask ms"]
+    if peer:
+        head += ["torchjd ms", "ratio"]
+    if prev:
+        head += ["previous ms", "× previous"]
+    if proj:
+        head += ["recorded torchjd ms", "recorded ratio", "projected ratio"]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cell(r, key, fmt="{:.2f}"):
+        return fmt.format(r[key]) if key in r and r[key] == r[key] else ""
+
+    for r in sorted(rows, key=lambda r: (r["tasks"], r["method"])):
+        cells = [r["method"], str(r["tasks"]), str(r["params"]), cell(r, "polytask_ms")]
+        if peer:
+            cells += [cell(r, "torchjd_ms"), cell(r, "ratio")]
+        if prev:
+            cells += [cell(r, "previous_ms"), cell(r, "vs_previous")]
+        if proj:
+            cells += [
+                cell(r, "recorded_torchjd_ms"),
+                cell(r, "recorded_ratio"),
+                cell(r, "projected_ratio"),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -300,7 +475,7 @@ def markdown(rows, args, device, rules) -> str:
         "gradient at a time (`jacobian_memory_limit=0`), then one weighted backward; "
         "`gramian-blocks` = the Gramian accumulated one parameter tensor at a time "
         "(`max_block_numel=1`); `rep` = gradients of the "
-        "shared representation (the cheap \"-ub\" mode). Peak memory = tensors alive before the "
+        'shared representation (the cheap "-ub" mode). Peak memory = tensors alive before the '
         "step (parameters, Adam state, batch) + the high-water mark of allocations during it.",
         "`jacobian-only` is equal weighting computed through the Jacobian path (the sum of "
         "its rows): the cost of the K per-task gradients alone, with a free combination "
@@ -310,11 +485,15 @@ def markdown(rows, args, device, rules) -> str:
     if args.note:
         lines += [f"> {args.note}", ""]
     ks = sorted({k for _, k in rules})
-    lines += ["## The combination rule alone", "",
-              "Microseconds per call of the rule on the K×K Gramian (`weights_from_gramian`; "
-              "GradDrop and MoCo: `aggregate` on a K×2000 Jacobian), best of 30:", "",
-              "| method | " + " | ".join(f"K = {k}" for k in ks) + " |",
-              "|---|" + "---:|" * len(ks)]
+    lines += [
+        "## The combination rule alone",
+        "",
+        "Microseconds per call of the rule on the K×K Gramian (`weights_from_gramian`; "
+        "GradDrop and MoCo: `aggregate` on a K×2000 Jacobian), best of 30:",
+        "",
+        "| method | " + " | ".join(f"K = {k}" for k in ks) + " |",
+        "|---|" + "---:|" * len(ks),
+    ]
     for name in dict.fromkeys(n for n, _ in rules):
         lines.append(f"| {name} | " + " | ".join(f"{rules[(name, k)]:.0f}" for k in ks) + " |")
     lines.append("")
@@ -322,11 +501,14 @@ def markdown(rows, args, device, rules) -> str:
         for k in dict.fromkeys(r["tasks"] for r in rows if r["model"] == model):
             sel = [r for r in rows if r["model"] == model and r["tasks"] == k]
             ew = next(r for r in sel if r["method"] == "ew")
-            lines += [f"## {model.upper()}, K = {k}", "",
-                      f"Equal weighting: {ew['ms']:.2f} ms per step, "
-                      f"{ew['peak_mib']:.1f} MiB peak.", "",
-                      "| method | path | ms / step | × ew time | peak MiB | × ew memory |",
-                      "|---|---|---:|---:|---:|---:|"]
+            lines += [
+                f"## {model.upper()}, K = {k}",
+                "",
+                f"Equal weighting: {ew['ms']:.2f} ms per step, {ew['peak_mib']:.1f} MiB peak.",
+                "",
+                "| method | path | ms / step | × ew time | peak MiB | × ew memory |",
+                "|---|---|---:|---:|---:|---:|",
+            ]
             for r in sel:
                 lines.append(
                     f"| {r['method']} | {r['path']} | {r['ms']:.2f} | {r['time_ratio']:.2f} | "
@@ -343,10 +525,18 @@ def parse_log(path: str) -> list[dict]:
         parts = line.split()
         if len(parts) != 10 or not parts[1].startswith("K="):
             continue
-        rows.append({"model": parts[0], "tasks": int(parts[1][2:]), "method": parts[2],
-                     "path": parts[3], "ms": float(parts[4]),
-                     "time_ratio": float(parts[6].rstrip("x")), "peak_mib": float(parts[7]),
-                     "mem_ratio": float(parts[9].rstrip("x"))})
+        rows.append(
+            {
+                "model": parts[0],
+                "tasks": int(parts[1][2:]),
+                "method": parts[2],
+                "path": parts[3],
+                "ms": float(parts[4]),
+                "time_ratio": float(parts[6].rstrip("x")),
+                "peak_mib": float(parts[7]),
+                "mem_ratio": float(parts[9].rstrip("x")),
+            }
+        )
     return rows
 
 
@@ -367,20 +557,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="docs/benchmarks/aggregators.md")
-    parser.add_argument("--note", default="",
-                        help="a paragraph on the conditions of the run, put under the header")
-    parser.add_argument("--from-log", default=None,
-                        help="rebuild the tables from the printed lines of an earlier run")
-    parser.add_argument("--versus-peers", action="store_true",
-                        help="time the rules alone against peer libraries (see above)")
+    parser.add_argument(
+        "--note", default="", help="a paragraph on the conditions of the run, put under the header"
+    )
+    parser.add_argument(
+        "--from-log",
+        default=None,
+        help="rebuild the tables from the printed lines of an earlier run",
+    )
+    parser.add_argument(
+        "--versus-peers",
+        action="store_true",
+        help="time the rules alone against peer libraries (see above)",
+    )
     parser.add_argument("--params", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="--versus-peers: interleaved rounds (ratios: median over rounds)",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        default=None,
+        help="--versus-peers: an earlier polytask src/ tree, timed in the "
+        "same rounds (e.g. from `git archive main src`)",
+    )
+    parser.add_argument(
+        "--baseline-label", default=None, help="how the table names the baseline (e.g. a commit)"
+    )
+    parser.add_argument(
+        "--recorded",
+        default=None,
+        help="--versus-peers: an earlier rules table whose torchjd times give "
+        "projected ratios when torchjd is not installed",
+    )
+    parser.add_argument("--rule-round-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.rule_round_json:  # the child process of --baseline-src
+        print(json.dumps(polytask_round(args.tasks, args.params, args.repeats)))
+        return 0
     if args.versus_peers:
-        rows = [r for k in args.tasks for r in peer_times(k, args.params, args.repeats)]
-        out = Path(args.out if args.out != "docs/benchmarks/aggregators.md"
-                   else "docs/benchmarks/aggregator_rules.md")
+        rows = peer_rows(args)
+        out = Path(
+            args.out
+            if args.out != "docs/benchmarks/aggregators.md"
+            else "docs/benchmarks/aggregator_rules.md"
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(peers_markdown(rows, args) + "\n")
         print(f"wrote {out}", file=sys.stderr)
@@ -403,8 +628,17 @@ def main(argv: list[str] | None = None) -> int:
                 ew_seconds, ew_peak = min(ew_seconds, seconds), peak
                 if method != "ew":
                     seconds, peak = run_config(model, k, method, options, args, device)
-                block.append({"model": model, "tasks": k, "method": method, "path": label,
-                              "ms": seconds * 1e3, "peak_mib": peak / 2**20, "peak": peak})
+                block.append(
+                    {
+                        "model": model,
+                        "tasks": k,
+                        "method": method,
+                        "path": label,
+                        "ms": seconds * 1e3,
+                        "peak_mib": peak / 2**20,
+                        "peak": peak,
+                    }
+                )
             for row in block:
                 row["time_ratio"] = row["ms"] / (ew_seconds * 1e3)
                 row["mem_ratio"] = row.pop("peak") / ew_peak
@@ -412,9 +646,12 @@ def main(argv: list[str] | None = None) -> int:
                     row["ms"] = ew_seconds * 1e3
                     row["time_ratio"] = 1.0
                 rows.append(row)
-                print(f"{model} K={k:<3d} {row['method']:12s} {row['path']:12s} "
-                      f"{row['ms']:9.2f} ms {row['time_ratio']:6.2f}x  "
-                      f"{row['peak_mib']:8.1f} MiB {row['mem_ratio']:6.2f}x", flush=True)
+                print(
+                    f"{model} K={k:<3d} {row['method']:12s} {row['path']:12s} "
+                    f"{row['ms']:9.2f} ms {row['time_ratio']:6.2f}x  "
+                    f"{row['peak_mib']:8.1f} MiB {row['mem_ratio']:6.2f}x",
+                    flush=True,
+                )
     rules = rule_times(sorted({r["tasks"] for r in rows}))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

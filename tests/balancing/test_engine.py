@@ -12,9 +12,17 @@ import polytask.balancing as B
 from polytask.errors import PolytaskError
 
 GRAMIAN_METHODS = {
-    "mgda": {}, "pcgrad": {"seed": 1}, "gradvac": {"seed": 1}, "cagrad": {}, "imtl-g": {},
-    "nash-mtl": {"max_norm": 0.0}, "aligned-mtl": {}, "upgrad": {}, "dualproj": {},
-    "config": {}, "fairgrad": {"max_norm": 0.0},
+    "mgda": {},
+    "pcgrad": {"seed": 1},
+    "gradvac": {"seed": 1},
+    "cagrad": {},
+    "imtl-g": {},
+    "nash-mtl": {"max_norm": 0.0},
+    "aligned-mtl": {},
+    "upgrad": {},
+    "dualproj": {},
+    "config": {},
+    "fairgrad": {"max_norm": 0.0},
 }
 
 
@@ -31,8 +39,10 @@ class Tiny(nn.Module):
 
     def losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         self.rep = self.trunk(x)
-        return {f"t{i}": ((h(self.rep).squeeze(-1) - y[:, i]) ** 2).mean()
-                for i, h in enumerate(self.heads)}
+        return {
+            f"t{i}": ((h(self.rep).squeeze(-1) - y[:, i]) ** 2).mean()
+            for i, h in enumerate(self.heads)
+        }
 
 
 def data(k: int = 3):
@@ -52,10 +62,13 @@ def run(name: str, options: dict, model: Tiny, steps: int = 1, use_rep: bool = F
     for _ in range(steps):
         model.zero_grad()
         losses = model.losses(x, y)
-        results.append(balancer.backward(
-            losses, shared_params=model.trunk.parameters(),
-            representation=model.rep if use_rep else None,
-        ))
+        results.append(
+            balancer.backward(
+                losses,
+                shared_params=model.trunk.parameters(),
+                representation=model.rep if use_rep else None,
+            )
+        )
     grads = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
     return grads, results, balancer
 
@@ -76,8 +89,9 @@ ENGINE_VARIANTS = [
 @pytest.mark.parametrize("name", sorted(GRAMIAN_METHODS))
 def test_every_path_gives_the_same_update(name):
     model = Tiny()
-    reference, ref_results, _ = run(name, {**GRAMIAN_METHODS[name], **ENGINE_VARIANTS[0]},
-                                    model, steps=2)
+    reference, ref_results, _ = run(
+        name, {**GRAMIAN_METHODS[name], **ENGINE_VARIANTS[0]}, model, steps=2
+    )
     for variant in ENGINE_VARIANTS[1:]:
         grads, results, _ = run(name, {**GRAMIAN_METHODS[name], **variant}, model, steps=2)
         assert torch.allclose(grads, reference, rtol=1e-6, atol=1e-9), (name, variant)
@@ -112,8 +126,12 @@ def test_shared_parameters_get_the_direction_and_heads_their_weighted_gradient()
     m = copy.deepcopy(model)
     losses = m.losses(x, y)
     shared = list(m.trunk.parameters())
-    jac = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(
-        loss, shared, retain_graph=True)]) for loss in losses.values()])
+    jac = torch.stack(
+        [
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, shared, retain_graph=True)])
+            for loss in losses.values()
+        ]
+    )
     w = torch.tensor(list(results[0].weights.values()), dtype=torch.float64)
     expected_shared = w @ jac
     n = expected_shared.numel()
@@ -129,8 +147,12 @@ def test_representation_path_uses_the_gradients_of_the_representation():
     x, y = data()
     m = copy.deepcopy(model)
     losses = m.losses(x, y)
-    rep_jac = torch.stack([torch.autograd.grad(loss, m.rep, retain_graph=True)[0].reshape(-1)
-                           for loss in losses.values()])
+    rep_jac = torch.stack(
+        [
+            torch.autograd.grad(loss, m.rep, retain_graph=True)[0].reshape(-1)
+            for loss in losses.values()
+        ]
+    )
     w = B.get("mgda").weights_from_gramian(rep_jac @ rep_jac.T)
     assert list(results[0].weights.values()) == pytest.approx(w.tolist(), rel=1e-6)
     total = sum(wk * loss for wk, loss in zip(w, losses.values()))
@@ -150,8 +172,9 @@ def test_graddrop_representation_path_backpropagates_its_direction():
 
 def test_nash_mtl_reuses_its_weights_between_updates():
     model = Tiny()
-    _, results, balancer = run("nash-mtl", {"update_weights_every": 3, "max_norm": 0.0},
-                               model, steps=4)
+    _, results, balancer = run(
+        "nash-mtl", {"update_weights_every": 3, "max_norm": 0.0}, model, steps=4
+    )
     w = [r.weights for r in results]
     assert w[0] == w[1] == w[2]
     assert "solver_iterations" in results[0].extras
@@ -194,6 +217,28 @@ def test_gramian_blocks_match_the_full_gramian():
     assert torch.isfinite(engine.scaled_gram(big)).all()
 
 
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [[1.0, 2.0, -3.0], [0.5, -1.0, 4.0]],  # ordinary: the direct float32 product
+        [[1.0, 2.0, -3.0], [0.0, 0.0, 0.0]],  # a zero row: exactly zero, not underflow
+        [[1e-22, 2e-22, 0.0], [0.0, -1e-22, 1e-22]],  # squared norms underflow float32
+        [[1e25, 0.0, 1e25], [-1e25, 1e-20, 0.0]],  # the product overflows float32
+    ],
+)
+def test_scaled_gram_in_float32_matches_float64_to_rounding(rows):
+    from polytask.balancing import engine
+
+    j = torch.tensor(rows, dtype=torch.float32)
+    exact = j.double() @ j.double().T
+    gram = engine.scaled_gram(j)
+    assert gram.dtype == torch.float64 and gram.shape == (2, 2)
+    assert torch.isfinite(gram).all()
+    scale = exact.diagonal()[:, None].sqrt() * exact.diagonal()[None, :].sqrt()
+    assert torch.all((gram - exact).abs() <= 1e-6 * scale + 1e-300)
+    assert bool((gram.diagonal() > 0).all()) == bool((j != 0).any(1).all())
+
+
 def test_gramian_by_products_matches_the_full_gramian():
     from polytask.balancing import engine
 
@@ -202,7 +247,7 @@ def test_gramian_by_products_matches_the_full_gramian():
     losses = list(model.losses(x, y).values())
     params = list(model.trunk.parameters())
     jac = engine.compute_jacobian(losses, params, "loop", True)
-    expected = (jac.double() @ jac.double().T)
+    expected = jac.double() @ jac.double().T
     for strategy, chunk in [("loop", None), ("loop", 2), ("batched", 2), ("batched", 3)]:
         gram = engine.gramian_by_products(losses, params, strategy, chunk)
         assert torch.allclose(gram, expected, rtol=1e-5, atol=1e-8), (strategy, chunk)
@@ -218,8 +263,13 @@ def test_gramian_by_products_keeps_tiny_gradients_and_unreached_tasks():
     x = torch.tensor([1e-25, -2e-25, 0.5e-25])
     losses = [(w * x).sum(), (w * w).sum() * 0.0 + (w[0] * 1e-25), torch.zeros(()) * w.sum()]
     gram = engine.gramian_by_products(losses, [w], "loop", None)
-    rows = torch.stack([x.double(), torch.tensor([1e-25, 0.0, 0.0], dtype=torch.float64),
-                        torch.zeros(3, dtype=torch.float64)])
+    rows = torch.stack(
+        [
+            x.double(),
+            torch.tensor([1e-25, 0.0, 0.0], dtype=torch.float64),
+            torch.zeros(3, dtype=torch.float64),
+        ]
+    )
     assert torch.allclose(gram, rows @ rows.T, rtol=1e-5, atol=0)
     assert gram[0, 0] > 0
 
@@ -252,8 +302,11 @@ def test_gramian_falls_back_to_blocks_when_an_operator_has_no_double_backward():
 
 def test_stateful_methods_survive_a_state_dict_round_trip():
     model = Tiny()
-    for name, options in [("gradvac", {"seed": 3}), ("moco", {}),
-                          ("nash-mtl", {"update_weights_every": 2})]:
+    for name, options in [
+        ("gradvac", {"seed": 3}),
+        ("moco", {}),
+        ("nash-mtl", {"update_weights_every": 2}),
+    ]:
         _, _, trained = run(name, options, model, steps=2)
         fresh = B.get(name, **options)
         fresh.load_state_dict(trained.state_dict())

@@ -43,6 +43,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -175,6 +176,8 @@ def check_same_tasks(owner: object, names: Sequence[str]) -> None:
             + ". Every rank must give backward() the same tasks in the same order "
             "(a task without labels on a rank still needs its loss, 0)"
         )
+
+
 _warned_fallback = False
 _warned_double_backward = False
 
@@ -288,14 +291,19 @@ def scaled_gram(rows: Tensor) -> Tensor:
             return gram
     elif rows.numel() and rows.is_floating_point():
         gram = rows @ rows.T
-        diag = torch.diagonal(gram)
-        tiny = torch.finfo(rows.dtype).tiny
-        ok = bool(torch.isfinite(gram).all()) and bool(
-            ((diag == 0) | (diag > tiny * 2**40)).all())
-        if ok:
+        # the checks read a float64 host copy of the K×K result (one transfer, NumPy:
+        # microseconds, where a handful of tiny tensor ops cost more than the rule)
+        host = gram.to("cpu", torch.float64).numpy()
+        diag = np.diagonal(host)
+        floor = float(torch.finfo(rows.dtype).tiny) * 2**40
+        ok = np.isfinite(host).all()
+        if ok and not diag.min() > floor:  # a zero or tiny squared norm (the rare case)
             zero = diag == 0  # a zero squared norm must mean a zero row, not underflow
-            if not bool(zero.any()) or bool((rows[zero] == 0).all()):
-                return gram.to(torch.float64)
+            ok = (zero | (diag > floor)).all() and (
+                not zero.any() or bool((rows[torch.from_numpy(zero).to(rows.device)] == 0).all())
+            )
+        if ok:
+            return torch.from_numpy(host) if rows.device.type == "cpu" else (gram.to(torch.float64))
     scale = rows.abs().amax() if rows.numel() else rows.new_zeros(())
     if not bool(torch.isfinite(scale)):
         raise FloatingPointError("a task gradient is not finite")
@@ -308,9 +316,7 @@ def scaled_gram(rows: Tensor) -> Tensor:
     return (unit @ unit.T).to(torch.float64) * scale.to(torch.float64) ** 2
 
 
-def parameter_blocks(
-    inputs: Sequence[Tensor], max_block_numel: int | None
-) -> list[list[Tensor]]:
+def parameter_blocks(inputs: Sequence[Tensor], max_block_numel: int | None) -> list[list[Tensor]]:
     """Consecutive groups of ``inputs`` of at most ``max_block_numel`` elements each
     (a single larger tensor forms its own block); one block when the bound is None."""
     if max_block_numel is None:
@@ -408,19 +414,32 @@ def gramian_by_products(
         if float(scale) == 0.0:
             continue
         rows = rows / scale
-        pieces = [r.view(rows.shape[0], *inp.shape) for r, inp in
-                  zip(rows.split(sizes, dim=1), used)]
+        pieces = [
+            r.view(rows.shape[0], *inp.shape) for r, inp in zip(rows.split(sizes, dim=1), used)
+        ]
         if batched:
             (cols,) = torch.autograd.grad(
-                u, dummy, grad_outputs=pieces, retain_graph=True, is_grads_batched=True,
-                allow_unused=True, materialize_grads=True,
+                u,
+                dummy,
+                grad_outputs=pieces,
+                retain_graph=True,
+                is_grads_batched=True,
+                allow_unused=True,
+                materialize_grads=True,
             )
         else:
-            cols = torch.stack([
-                torch.autograd.grad(u, dummy, grad_outputs=[p[j] for p in pieces],
-                                    retain_graph=True, materialize_grads=True)[0]
-                for j in range(rows.shape[0])
-            ])
+            cols = torch.stack(
+                [
+                    torch.autograd.grad(
+                        u,
+                        dummy,
+                        grad_outputs=[p[j] for p in pieces],
+                        retain_graph=True,
+                        materialize_grads=True,
+                    )[0]
+                    for j in range(rows.shape[0])
+                ]
+            )
         if reduce:
             average_across_ranks(cols)
         # An operator whose backward is not differentiable (e.g. ``once_differentiable``)
@@ -458,9 +477,7 @@ def compute_gramian(
     """
     global _warned_double_backward
     if max_block_numel is not None:
-        return gramian_by_blocks(
-            losses, inputs, strategy, chunk_size, max_block_numel, reduce
-        )
+        return gramian_by_blocks(losses, inputs, strategy, chunk_size, max_block_numel, reduce)
     try:
         return gramian_by_products(losses, inputs, strategy, chunk_size, reduce, rtol)
     except RuntimeError as error:

@@ -9,7 +9,10 @@ from torch import Tensor
 
 def to_weights(w: np.ndarray, like: Tensor) -> Tensor:
     """A float64 NumPy weight vector as a tensor on the device of ``like``."""
-    return torch.as_tensor(np.asarray(w, dtype=np.float64), device=like.device)
+    w = np.array(w, dtype=np.float64)  # an own copy: the rule's arrays may be its state
+    if like.device.type == "cpu":
+        return torch.from_numpy(w)
+    return torch.as_tensor(w, device=like.device)
 
 
 def seeded_rng(seed_source: np.random.Generator | None) -> np.random.Generator:
@@ -27,8 +30,9 @@ def task_order(rng: np.random.Generator, k: int) -> np.ndarray:
     return np.argsort(keys, axis=1)[:, : k - 1]
 
 
-def resize_buffers_on_load(module: torch.nn.Module, state_dict: dict, prefix: str,
-                           names: tuple[str, ...]) -> None:
+def resize_buffers_on_load(
+    module: torch.nn.Module, state_dict: dict, prefix: str, names: tuple[str, ...]
+) -> None:
     """Give lazily-sized buffers the shape stored in a checkpoint before loading it."""
     for name in names:
         key = prefix + name

@@ -97,8 +97,11 @@ def equilibrate(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(D G D, d, live)`` with ``d_k = 1/‖g_k‖`` on the live tasks (0 on zero ones):
     the Gramian of the unit task gradients, with unit diagonal on live tasks."""
     live = active_tasks(g)
-    d = np.zeros(g.shape[0])
-    d[live] = 1.0 / np.sqrt(np.diag(g)[live])
+    if live.all():
+        d = 1.0 / np.sqrt(np.diag(g))
+    else:
+        d = np.zeros(g.shape[0])
+        d[live] = 1.0 / np.sqrt(np.diag(g)[live])
     return g * np.outer(d, d), d, live
 
 
@@ -249,8 +252,13 @@ def min_norm_frank_wolfe(g: np.ndarray, max_iter: int = 250, tol: float = 1e-5) 
     return w
 
 
-def min_norm_weights(g: np.ndarray, solver: str = "auto", exact_max_tasks: int | None = None,
-                     max_iter: int = 250, tol: float = 1e-5) -> np.ndarray:
+def min_norm_weights(
+    g: np.ndarray,
+    solver: str = "auto",
+    exact_max_tasks: int | None = None,
+    max_iter: int = 250,
+    tol: float = 1e-5,
+) -> np.ndarray:
     """Weights on the simplex of the min-norm point of the convex hull of the gradients.
 
     ``solver``: ``"auto"`` (closed form for K = 2, Wolfe's exact algorithm for any
@@ -291,8 +299,9 @@ def _potential(g: np.ndarray, w: np.ndarray, alpha: float) -> float:
     return quad - float(np.sum(w**p)) / p
 
 
-def alpha_fair_weights(g: np.ndarray, alpha: float = 1.0, max_iter: int = 100,
-                       tol: float = 1e-10) -> tuple[np.ndarray, bool, int]:
+def alpha_fair_weights(
+    g: np.ndarray, alpha: float = 1.0, max_iter: int = 100, tol: float = 1e-10
+) -> tuple[np.ndarray, bool, int]:
     """Positive ``w`` with ``G w = w^(-1/α)``, by damped Newton.
 
     The equation is the stationarity condition of the strictly convex potential
@@ -361,8 +370,7 @@ def alpha_fair_weights(g: np.ndarray, alpha: float = 1.0, max_iter: int = 100,
 # -- projection onto the dual cone (UPGrad, DualProj) --------------------------------------
 
 
-def dual_cone_weights(g: np.ndarray, u: np.ndarray,
-                      precision: float = FLOAT64_EPS) -> np.ndarray:
+def dual_cone_weights(g: np.ndarray, u: np.ndarray, precision: float = FLOAT64_EPS) -> np.ndarray:
     """For each row ``u_i``, ``v_i = argmin_{v ≥ u_i} vᵀ G v`` (Quinton & Rey 2024, Prop. 1).
 
     ``Jᵀ v_i`` is then the projection of ``Jᵀ u_i`` onto the dual cone
@@ -381,16 +389,14 @@ def dual_cone_weights(g: np.ndarray, u: np.ndarray,
     try:
         from scipy.optimize import nnls
     except ImportError as error:  # pragma: no cover - scipy is a declared extra
-        raise ImportError(
-            "UPGrad/DualProj need SciPy: pip install 'polytask[solvers]'"
-        ) from error
+        raise ImportError("UPGrad/DualProj need SciPy: pip install 'polytask[solvers]'") from error
     u = np.atleast_2d(u).astype(np.float64)
     out = u.copy()
     gu, d, live = equilibrate(g)
     if not live.any():  # every gradient is zero: any v ≥ u is optimal; take v = u
         return out
     idx = np.flatnonzero(live)
-    gl = gu[np.ix_(idx, idx)]
+    gl = gu if len(idx) == len(live) else gu[np.ix_(idx, idx)]
     evals, evecs = np.linalg.eigh(gl)
     keep = evals > rank_tolerance(len(idx), precision) * max(float(evals.max()), 1e-300)
     lt = (evecs[:, keep] * np.sqrt(evals[keep])).T  # r × K_live, with Ĝ = L Lᵀ

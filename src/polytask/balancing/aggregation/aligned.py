@@ -40,22 +40,23 @@ class AlignedMTL(GradientAggregator):
 
     gramian_based = True
 
-    def __init__(self, scale: str = "min", preferences: list[float] | None = None,
-                 **engine_options: Any) -> None:
+    def __init__(
+        self, scale: str = "min", preferences: list[float] | None = None, **engine_options: Any
+    ) -> None:
         super().__init__(**engine_options)
         if scale not in SCALES:
             raise ValueError(f"unknown Aligned-MTL scale {scale!r}; use one of {SCALES}")
         self.scale = scale
         self.preferences = preferences
 
-    def balance_matrix(self, g: np.ndarray) -> np.ndarray:
-        """The K×K matrix ``B`` (float64) for the Gramian ``g``."""
+    def _components(self, g: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """``(σ, V_r, √Λ_r)`` of the Gramian ``g``, or None when it is zero."""
         evals, evecs = np.linalg.eigh(g)
         k = g.shape[0]
         top = float(evals.max()) if evals.size else 0.0
         keep = evals > max(top, 0.0) * k * 1.1920929e-07
         if top <= 0 or not keep.any():
-            return np.zeros((k, k))
+            return None
         lam, v = evals[keep], evecs[:, keep]
         sigma = np.sqrt(lam)
         if self.scale == "min":
@@ -64,6 +65,14 @@ class AlignedMTL(GradientAggregator):
             s = float(np.median(sigma))
         else:
             s = float(np.sqrt(np.mean(lam)))
+        return s, v, sigma
+
+    def balance_matrix(self, g: np.ndarray) -> np.ndarray:
+        """The K×K matrix ``B`` (float64) for the Gramian ``g``."""
+        parts = self._components(g)
+        if parts is None:
+            return np.zeros(g.shape)
+        s, v, sigma = parts
         return s * (v / sigma) @ v.T
 
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
@@ -72,4 +81,9 @@ class AlignedMTL(GradientAggregator):
         pref = np.ones(k) if self.preferences is None else np.asarray(self.preferences, float)
         if pref.shape != (k,):
             raise ValueError(f"Aligned-MTL: {pref.size} preferences for {k} tasks")
-        return to_weights(self.balance_matrix(g) @ pref, gramian)
+        parts = self._components(g)
+        if parts is None:
+            return to_weights(np.zeros(k), gramian)
+        s, v, sigma = parts
+        # B p = σ V_r Λ_r^{-1/2} (V_rᵀ p): two matrix-vector products, no K×K product
+        return to_weights(s * (v @ ((v.T @ pref) / sigma)), gramian)

@@ -52,10 +52,12 @@ class IMTLG(GradientAggregator):
         m = int(act.sum())
         if m == 0:
             return to_weights(np.full(k, 1.0 / k), gramian)
-        ga = g[np.ix_(act, act)] / scale_of(g)
+        ga = (g if m == k else g[np.ix_(act, act)]) / scale_of(g)
         norms = np.sqrt(np.diag(ga))
         proj = ga / norms[:, None]  # proj[t, j] = u_tᵀ g_j
-        system = np.vstack([proj[:1] - proj[1:], np.ones((1, m))])
+        system = np.empty((m, m))
+        np.subtract(proj[0], proj[1:], out=system[:-1])
+        system[-1] = 1.0
         rhs = np.zeros(m)
         rhs[-1] = 1.0
         alpha = np.linalg.lstsq(system, rhs, rcond=1e-12)[0]

@@ -110,7 +110,7 @@ class MGDA(GradientAggregator):
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
         g = gramian_to_numpy(gramian)
         n = self._normalizers(g)
-        gn = g / np.outer(n, n)
+        gn = g if self.normalization == "none" else g / np.outer(n, n)
         w = min_norm_weights(gn, self.solver, self.exact_max_tasks, self.max_iter, self.tol)
         self.extras["min_norm"] = float(np.sqrt(max(w @ gn @ w, 0.0) / scale_of(gn)))
         return to_weights(w / n if self.weights_on == "normalized" else w, gramian)
