@@ -357,11 +357,14 @@ class MultiTaskModule(pl.LightningModule):
         for p in params:
             p.grad = None
         try:
-            result = self.balancer.backward(
-                losses,
-                shared_params=self.shared_parameters(),
-                representation=getattr(self.model, "shared_representation", None),
-            )
+            # DDP averages what manual_backward emits: the engine reduces only what the
+            # rule reads (losses, Jacobian, Gramian), not the written gradients again
+            with engine.caller_averages_gradients():
+                result = self.balancer.backward(
+                    losses,
+                    shared_params=self.shared_parameters(),
+                    representation=getattr(self.model, "shared_representation", None),
+                )
             grads = [p.grad for p in params]
         finally:
             for p, old in zip(params, before):
