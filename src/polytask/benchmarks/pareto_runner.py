@@ -41,6 +41,8 @@ from ..pareto import (
     write_front,
 )
 from ..pareto.front import evaluate_model
+from ..pareto.preferences import PreferenceError
+from ..pareto.train import MAX_FINITE_RAYS
 from ..training import Trainer, seed_everything
 from ..training.batches import MultiTaskDataset, batch_loader
 from .base import Benchmark, BenchmarkData, Split
@@ -294,6 +296,7 @@ class ParetoRunner:
                 raise PolytaskError(
                     f"unknown Pareto method {name!r}; available: {', '.join(METHODS)}"
                 )
+            self._check_rays(name)
         out = Path(self.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         fronts: list[tuple[str, int, FrontResult, float, int]] = []
@@ -325,6 +328,13 @@ class ParetoRunner:
                 )
         baselines = {seed: self._cached_baselines(seed) for seed in seeds} if conflict else {}
         ref = self._reference([f[2] for f in fronts], baselines)
+        outside = [f"{f[0]} (seed {f[1]})" for f in fronts if not (f[2].losses < ref).all(1).any()]
+        if outside:
+            self.log(
+                f"warning: reference point {ref.tolist()} is dominated by no point of "
+                f"{', '.join(outside)}: hypervolume 0 (an untrained front, or a reference "
+                "point set too low)"
+            )
         runs = []
         for spec, seed, result, seconds, n_params in fronts:
             hv = hypervolume(result.losses, ref, strict=False)
@@ -332,6 +342,21 @@ class ParetoRunner:
         summary = self._summary(runs, baselines, ref)
         self._write(summary, runs, baselines, ref, out)
         return summary
+
+    def _check_rays(self, method: str) -> None:
+        """Refuse, before anything trains, ray counts a method cannot take."""
+        if method in CONDITIONED_METHODS:
+            if self.n_test_rays < 1:
+                raise PreferenceError(f"test_rays must be >= 1, got {self.n_test_rays}")
+            return
+        if not 1 <= self.rays <= MAX_FINITE_RAYS:
+            raise PreferenceError(
+                f"rays={self.rays} for {method!r}: a finite front trains one model per ray, "
+                f"between 1 and {MAX_FINITE_RAYS}; use a preference-conditioned method "
+                "for more"
+            )
+        if method == "pmtl" and self.rays < 2:
+            raise PreferenceError(f"rays={self.rays}: pmtl needs at least two rays")
 
     def _same_run(self, info: dict[str, Any]) -> bool:
         return (
