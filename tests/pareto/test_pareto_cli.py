@@ -83,3 +83,12 @@ def test_a_reference_point_no_front_reaches_is_reported(tmp_path, capsys):
     assert rc == 0
     assert "reference point [0.01, 0.01] is dominated by no point of ls (seed 0)" in (
         capsys.readouterr().out)
+
+
+def test_fronts_saved_before_the_lr_was_recorded_are_read_at_the_run_lr():
+    from polytask.benchmarks.pareto_runner import ParetoRunner
+
+    old = {"settings": {"lr": 0.003}}
+    assert ParetoRunner._recorded_lr("phn", old) == 0.003  # reused only if still 0.003
+    assert ParetoRunner._recorded_lr("phn:lr=0.0001", old) == 0.0001
+    assert ParetoRunner._recorded_lr("phn", {"lr": 1e-4, **old}) == 1e-4

@@ -369,6 +369,16 @@ class ParetoRunner:
         method, options = parse_method(spec)
         return float(options.get("lr", self.method_lr(method)))
 
+    @staticmethod
+    def _recorded_lr(spec: str, info: dict[str, Any]) -> float | None:
+        """The learning rate a saved front was trained at (fronts saved before ``lr``
+        was recorded trained at the spec's ``lr=``, else the run's)."""
+        if "lr" in info:
+            return float(info["lr"])
+        _, options = parse_method(spec)
+        given = options.get("lr", (info.get("settings") or {}).get("lr"))
+        return None if given is None else float(given)
+
     def _cached_front(self, spec: str, seed: int) -> FrontResult | None:
         """A front this out_dir already holds for the same settings (``reuse``), so that an
         interrupted run resumes and seeds can run in separate processes."""
@@ -381,7 +391,7 @@ class ParetoRunner:
         if (
             not self._same_run(result.info)
             or len(result.prefs) != rays
-            or result.info.get("lr") != self._spec_lr(spec)
+            or self._recorded_lr(spec, result.info) != self._spec_lr(spec)
         ):
             return None
         return result
@@ -432,7 +442,7 @@ class ParetoRunner:
                 "seconds_mean": float(np.mean([r.seconds for r in mine])),
                 "parameters": mine[0].parameters,
                 "rays": len(mine[0].front.prefs),
-                "lr": mine[0].front.info.get("lr", math.nan),
+                "lr": self._recorded_lr(spec, mine[0].front.info) or math.nan,
                 "fidelity_deg_mean": float(np.degrees(np.nanmean(fid)))
                 if np.isfinite(fid).any()
                 else math.nan,
