@@ -98,6 +98,14 @@ def test_bad_rays_are_refused():
         ParetoMTL(prefs=[[0.5, 0.5]], index=0)
     with pytest.raises(PreferenceError, match="out of range"):
         ParetoMTL(prefs=circle_rays(3), index=3)
+    with pytest.raises(PreferenceError, match="all zero"):
+        EPO(pref=[0.0, 0.0])
+    with pytest.raises(PreferenceError, match="non-finite"):
+        balancing.get("epo", pref=[float("inf"), 1.0])
+    epo = EPO(pref=[0.2, 0.3, 0.5])  # the length is checked against the tasks at the step
+    theta = torch.ones(2, requires_grad=True)
+    with pytest.raises(PreferenceError, match="3 entries for 2 tasks"):
+        epo.backward({"a": theta[0] ** 2, "b": (theta[1] - 2) ** 2}, shared_params=[theta])
     with pytest.raises(PreferenceError, match="negative"):
         balancing.get("epo", pref=[-1, 2]).backward(
             {"a": torch.ones(1, requires_grad=True).sum(),

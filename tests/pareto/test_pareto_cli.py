@@ -38,7 +38,9 @@ def test_pareto_cli_writes_front_files(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv,match",
     [(["--ref", "2,2,2"], "3 values for the 2 tasks"), (["--method", "nope"], "unknown Pareto"),
-     (["--rays", "0"], "must be >= 1")],
+     (["--rays", "0"], "must be >= 1"),
+     (["--method", "cosmos,ls", "--rays", "65"], "rays=65 for 'ls'"),
+     (["--method", "pmtl", "--rays", "1"], "pmtl needs at least two rays")],
 )
 def test_pareto_cli_bad_input(tmp_path, capsys, argv, match):
     rc = main(["pareto", "multidigits", "--epochs", "1", "--out", str(tmp_path), *argv])
@@ -72,3 +74,21 @@ def test_phn_trains_at_its_authors_learning_rate(tmp_path):
     assert runner.method_lr("cosmos") == bench.lr
     assert runner._spec_lr("phn-epo:lr=0.003") == 0.003  # a spec's own lr wins
     assert ParetoRunner(bench, out_dir=tmp_path, lr=0.01).method_lr("phn") == 0.01  # --lr
+
+
+def test_a_reference_point_no_front_reaches_is_reported(tmp_path, capsys):
+    rc = main(["pareto", "multidigits", "--method", "ls", "--rays", "2", "--epochs", "1",
+               "--train-subset", "32", "--test-subset", "16", "--out", str(tmp_path),
+               "--ref", "0.01,0.01"])
+    assert rc == 0
+    assert "reference point [0.01, 0.01] is dominated by no point of ls (seed 0)" in (
+        capsys.readouterr().out)
+
+
+def test_fronts_saved_before_the_lr_was_recorded_are_read_at_the_run_lr():
+    from polytask.benchmarks.pareto_runner import ParetoRunner
+
+    old = {"settings": {"lr": 0.003}}
+    assert ParetoRunner._recorded_lr("phn", old) == 0.003  # reused only if still 0.003
+    assert ParetoRunner._recorded_lr("phn:lr=0.0001", old) == 0.0001
+    assert ParetoRunner._recorded_lr("phn", {"lr": 1e-4, **old}) == 1e-4

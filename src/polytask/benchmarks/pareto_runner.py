@@ -41,6 +41,8 @@ from ..pareto import (
     write_front,
 )
 from ..pareto.front import evaluate_model
+from ..pareto.preferences import PreferenceError
+from ..pareto.train import MAX_FINITE_RAYS
 from ..training import Trainer, seed_everything
 from ..training.batches import MultiTaskDataset, batch_loader
 from .base import Benchmark, BenchmarkData, Split
@@ -294,6 +296,7 @@ class ParetoRunner:
                 raise PolytaskError(
                     f"unknown Pareto method {name!r}; available: {', '.join(METHODS)}"
                 )
+            self._check_rays(name)
         out = Path(self.out_dir)
         out.mkdir(parents=True, exist_ok=True)
         fronts: list[tuple[str, int, FrontResult, float, int]] = []
@@ -325,6 +328,13 @@ class ParetoRunner:
                 )
         baselines = {seed: self._cached_baselines(seed) for seed in seeds} if conflict else {}
         ref = self._reference([f[2] for f in fronts], baselines)
+        outside = [f"{f[0]} (seed {f[1]})" for f in fronts if not (f[2].losses < ref).all(1).any()]
+        if outside:
+            self.log(
+                f"warning: reference point {ref.tolist()} is dominated by no point of "
+                f"{', '.join(outside)}: hypervolume 0 (an untrained front, or a reference "
+                "point set too low)"
+            )
         runs = []
         for spec, seed, result, seconds, n_params in fronts:
             hv = hypervolume(result.losses, ref, strict=False)
@@ -332,6 +342,21 @@ class ParetoRunner:
         summary = self._summary(runs, baselines, ref)
         self._write(summary, runs, baselines, ref, out)
         return summary
+
+    def _check_rays(self, method: str) -> None:
+        """Refuse, before anything trains, ray counts a method cannot take."""
+        if method in CONDITIONED_METHODS:
+            if self.n_test_rays < 1:
+                raise PreferenceError(f"test_rays must be >= 1, got {self.n_test_rays}")
+            return
+        if not 1 <= self.rays <= MAX_FINITE_RAYS:
+            raise PreferenceError(
+                f"rays={self.rays} for {method!r}: a finite front trains one model per ray, "
+                f"between 1 and {MAX_FINITE_RAYS}; use a preference-conditioned method "
+                "for more"
+            )
+        if method == "pmtl" and self.rays < 2:
+            raise PreferenceError(f"rays={self.rays}: pmtl needs at least two rays")
 
     def _same_run(self, info: dict[str, Any]) -> bool:
         return (
@@ -343,6 +368,16 @@ class ParetoRunner:
     def _spec_lr(self, spec: str) -> float:
         method, options = parse_method(spec)
         return float(options.get("lr", self.method_lr(method)))
+
+    @staticmethod
+    def _recorded_lr(spec: str, info: dict[str, Any]) -> float | None:
+        """The learning rate a saved front was trained at (fronts saved before ``lr``
+        was recorded trained at the spec's ``lr=``, else the run's)."""
+        if "lr" in info:
+            return float(info["lr"])
+        _, options = parse_method(spec)
+        given = options.get("lr", (info.get("settings") or {}).get("lr"))
+        return None if given is None else float(given)
 
     def _cached_front(self, spec: str, seed: int) -> FrontResult | None:
         """A front this out_dir already holds for the same settings (``reuse``), so that an
@@ -356,7 +391,7 @@ class ParetoRunner:
         if (
             not self._same_run(result.info)
             or len(result.prefs) != rays
-            or result.info.get("lr") != self._spec_lr(spec)
+            or self._recorded_lr(spec, result.info) != self._spec_lr(spec)
         ):
             return None
         return result
@@ -407,7 +442,7 @@ class ParetoRunner:
                 "seconds_mean": float(np.mean([r.seconds for r in mine])),
                 "parameters": mine[0].parameters,
                 "rays": len(mine[0].front.prefs),
-                "lr": mine[0].front.info.get("lr", math.nan),
+                "lr": self._recorded_lr(spec, mine[0].front.info) or math.nan,
                 "fidelity_deg_mean": float(np.degrees(np.nanmean(fid)))
                 if np.isfinite(fid).any()
                 else math.nan,

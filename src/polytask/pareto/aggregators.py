@@ -79,8 +79,11 @@ class ParetoMTL(GradientAggregator):
         super().__init__(**engine_options)
         if prefs is None:
             raise PreferenceError("ParetoMTL needs prefs=... (the rays of every model)")
-        rays = torch.as_tensor(np.asarray(prefs, dtype=np.float64)) if not isinstance(
-            prefs, Tensor) else prefs.double()
+        rays = (
+            torch.as_tensor(np.asarray(prefs, dtype=np.float64))
+            if not isinstance(prefs, Tensor)
+            else prefs.double()
+        )
         if rays.ndim != 2 or rays.shape[0] < 2:
             raise PreferenceError(
                 f"ParetoMTL needs at least two preference rays, got shape {tuple(rays.shape)}"
@@ -157,7 +160,10 @@ def _epo_adjustments(losses: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, flo
 
 
 def epo_weights(
-    gramian: np.ndarray, losses: np.ndarray, r: np.ndarray, eps: float = 1e-4,
+    gramian: np.ndarray,
+    losses: np.ndarray,
+    r: np.ndarray,
+    eps: float = 1e-4,
     relax: bool = False,
 ) -> tuple[np.ndarray, str]:
     """EPO's weights ``β`` on the simplex for the Gramian ``C = G Gᵀ``, and the move
@@ -185,25 +191,33 @@ def epo_weights(
             worst = np.flatnonzero(rl == rl.max())
             for j in range(k):
                 if j in worst:
-                    a_ub.append(-c[j]); b_ub.append(0.0)  # noqa: E702
+                    a_ub.append(-c[j])
+                    b_ub.append(0.0)
                 elif not positive[j]:
-                    a_ub.append(-c[j]); b_ub.append(-ca[j])  # noqa: E702
+                    a_ub.append(-c[j])
+                    b_ub.append(-ca[j])
         else:
             for j in range(k):
-                a_ub.append(-c[j]); b_ub.append(0.0)  # noqa: E702
+                a_ub.append(-c[j])
+                b_ub.append(0.0)
     else:
         move = "descent"
         objective = -c.sum(axis=0)
         for j in range(k):
-            a_ub.append(-c[j]); b_ub.append(0.0)  # noqa: E702
+            a_ub.append(-c[j])
+            b_ub.append(0.0)
         if not relax:
             # βᵀCa ≥ −max(0, −max(Ca)) = min(0, max(Ca))
-            a_ub.append(-ca); b_ub.append(-min(0.0, float(ca.max())))  # noqa: E702
+            a_ub.append(-ca)
+            b_ub.append(-min(0.0, float(ca.max())))
     result = linprog(
         objective,
         A_ub=np.array(a_ub) if a_ub else None,
         b_ub=np.array(b_ub) if b_ub else None,
-        A_eq=np.ones((1, k)), b_eq=[1.0], bounds=[(0, None)] * k, method="highs",
+        A_eq=np.ones((1, k)),
+        b_eq=[1.0],
+        bounds=[(0, None)] * k,
+        method="highs",
     )
     if result.status != 0 or result.x is None:
         if move == "descent" and not relax:
@@ -241,6 +255,10 @@ class EPO(GradientAggregator):
         self, pref: PreferenceLike | None = None, eps: float = 1e-4, **engine_options: Any
     ) -> None:
         super().__init__(**engine_options)
+        if pref is not None and not isinstance(pref, Mapping):
+            # negative, non-finite or all-zero: refused now; the length is checked
+            # against the tasks at the first step
+            check_preference(pref, int(np.asarray(pref).size), normalize=False)
         self.pref = pref
         self.eps = float(eps)
 
@@ -250,8 +268,11 @@ class EPO(GradientAggregator):
         losses = self.current_losses
         if losses is None:
             raise PolytaskError("EPO needs the current losses")
-        r = (np.full(k, 1.0 / k) if self.pref is None else
-             check_preference(self.pref, self.task_names or k).numpy())
+        r = (
+            np.full(k, 1.0 / k)
+            if self.pref is None
+            else check_preference(self.pref, self.task_names or k).numpy()
+        )
         scale = max(float(np.abs(np.diag(g)).max()), 1e-30)
         beta, move = epo_weights(g / scale, losses.detach().double().cpu().numpy(), r, self.eps)
         self.extras["epo_balance"] = 1.0 if move.startswith("balance") else 0.0
