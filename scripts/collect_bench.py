@@ -28,8 +28,9 @@ from polytask.benchmarks.runner import BenchmarkResults, RunResult, parse_method
 from polytask.metrics import delta_m
 
 
-def collect(name: str, out: Path) -> BenchmarkResults:
-    """Every finished run in ``out`` whose settings match the baselines of its seed."""
+def collect(name: str, out: Path, seeds: set[int] | None = None) -> BenchmarkResults:
+    """Every finished run in ``out`` whose settings match the baselines of its seed
+    (only the seeds in ``seeds`` when given)."""
     bench = get(name)
     tasks = bench.tasks()
     directions = {
@@ -40,6 +41,8 @@ def collect(name: str, out: Path) -> BenchmarkResults:
     settings: dict[int, dict] = {}
     for path in sorted((out / "baselines").glob("seed*.json")):
         seed = int(path.stem.removeprefix("seed"))
+        if seeds is not None and seed not in seeds:
+            continue
         saved = json.loads(path.read_text())
         results.baselines[seed] = saved["metrics"]
         results.val_baselines[seed] = saved["val_metrics"]
@@ -51,6 +54,8 @@ def collect(name: str, out: Path) -> BenchmarkResults:
             continue
         saved = json.loads(path.read_text())
         run = RunResult(**saved["run"])
+        if seeds is not None and run.seed not in seeds:
+            continue
         if run.seed not in settings or saved["settings"] != settings[run.seed]:
             print(f"skipped {path}: no baselines with the same settings for seed {run.seed}")
             continue
@@ -125,9 +130,11 @@ def main() -> None:
     p.add_argument("name", help="benchmark name")
     p.add_argument("--out", type=Path, required=True, help="the polytask bench --out directory")
     p.add_argument("--to", type=Path, help="where to write the tables (default: --out)")
+    p.add_argument("--seeds", default="", help="comma-separated seeds to use (default: all)")
     p.add_argument("--order", default="", help="comma-separated method order of summary.md")
     args = p.parse_args()
-    results = collect(args.name, args.out)
+    seeds = {int(v) for v in args.seeds.split(",") if v} or None
+    results = collect(args.name, args.out, seeds)
     to = args.to or args.out
     write_results(results, to)
     order = [m for m in args.order.split(",") if m] or None

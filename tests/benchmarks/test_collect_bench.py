@@ -72,3 +72,13 @@ def test_collect_reads_finished_runs_and_skips_other_settings(tmp_path: Path, ca
 def test_collect_without_baselines_says_so(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no finished baselines"):
         _module().collect("moleculeace", tmp_path)
+
+
+def test_collect_keeps_only_the_asked_seeds(tmp_path: Path) -> None:
+    mod = _module()
+    settings = {"epochs": 3, "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0}
+    _write(tmp_path, 0, "ew", 0.9, settings)
+    _write(tmp_path, 1, "ew", 0.8, settings)
+    results = mod.collect("moleculeace", tmp_path, {1})
+    assert sorted(results.baselines) == [1]
+    assert [(r.method, r.seed) for r in results.runs] == [("ew", 1)]
