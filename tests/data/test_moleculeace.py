@@ -98,3 +98,85 @@ def test_cache_round_trip(tmp_path: Path) -> None:
     again = load_moleculeace(tmp_path, n_bits=128, val_fraction=0.4)
     np.testing.assert_array_equal(first.test.x, again.test.x)
     assert first.smiles == again.smiles
+
+
+def _cache_sig(tmp_path: Path) -> str:
+    with np.load(tmp_path / "moleculeace" / "moleculeace_r2_b128.npz") as z:
+        return str(z["signature"])
+
+
+def test_cache_is_rebuilt_when_a_file_changes_with_the_same_size_and_mtime(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("rdkit")
+    import os
+
+    from polytask.data import load_moleculeace
+
+    write_moleculeace(tmp_path)
+    first = load_moleculeace(tmp_path, n_bits=128, val_fraction=0.4)
+    before = _cache_sig(tmp_path)
+    path = tmp_path / "moleculeace" / "CHEMBL1862_Ki.csv"
+    st = path.stat()
+    rows = path.read_text().splitlines()
+    i = next(k for k, r in enumerate(rows) if r.endswith(",train") and k > 0)
+    smiles, exp, y, cliff, split = rows[i].split(",")
+    digit = next(k for k, c in enumerate(y) if c.isdigit() and c != "0")
+    new_y = y[:digit] + ("1" if y[digit] != "1" else "2") + y[digit + 1 :]
+    assert new_y != y and len(new_y) == len(y)  # same size, different label
+    rows[i] = ",".join((smiles, exp, new_y, cliff, split))
+    path.write_text("\n".join(rows) + "\n")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime restored, as cp -p does
+    assert path.stat().st_size == st.st_size
+    again = load_moleculeace(tmp_path, n_bits=128, val_fraction=0.4)
+    assert _cache_sig(tmp_path) != before  # rebuilt, not the stale arrays
+    fresh = load_moleculeace(tmp_path, n_bits=128, val_fraction=0.4, cache=False)
+    for split_name in ("train", "val"):
+        a = getattr(again, split_name).targets["CHEMBL1862_Ki"]
+        b = getattr(fresh, split_name).targets["CHEMBL1862_Ki"]
+        np.testing.assert_array_equal(a, b)
+    changed = [
+        not np.array_equal(
+            getattr(first, s).targets["CHEMBL1862_Ki"],
+            getattr(again, s).targets["CHEMBL1862_Ki"],
+            equal_nan=True,
+        )
+        for s in ("train", "val")
+    ]
+    assert any(changed)
+
+
+def test_cache_is_keyed_by_the_fingerprint_settings(tmp_path: Path) -> None:
+    pytest.importorskip("rdkit")
+    from polytask.data import load_moleculeace
+
+    write_moleculeace(tmp_path)
+    small = load_moleculeace(tmp_path, n_bits=128, val_fraction=0.4)
+    wide = load_moleculeace(tmp_path, n_bits=256, val_fraction=0.4)
+    r3 = load_moleculeace(tmp_path, n_bits=128, radius=3, val_fraction=0.4)
+    assert small.train.x.shape[1] == 128 and wide.train.x.shape[1] == 256
+    folder = tmp_path / "moleculeace"
+    assert {p.name for p in folder.glob("*.npz")} == {
+        "moleculeace_r2_b128.npz",
+        "moleculeace_r2_b256.npz",
+        "moleculeace_r3_b128.npz",
+    }
+    fresh = load_moleculeace(tmp_path, n_bits=128, radius=3, val_fraction=0.4, cache=False)
+    np.testing.assert_array_equal(r3.train.x, fresh.train.x)
+    # a cache file renamed over another setting's is refused (its key says r2), not read
+    (folder / "moleculeace_r2_b128.npz").replace(folder / "moleculeace_r3_b128.npz")
+    again = load_moleculeace(tmp_path, n_bits=128, radius=3, val_fraction=0.4)
+    np.testing.assert_array_equal(again.train.x, fresh.train.x)
+
+
+def test_cache_key_includes_the_rdkit_version(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("rdkit")
+    from polytask.data import load_moleculeace
+    from polytask.data import moleculeace as mod
+
+    write_moleculeace(tmp_path)
+    load_moleculeace(tmp_path, n_bits=128, val_fraction=0.4)
+    before = _cache_sig(tmp_path)
+    monkeypatch.setattr(mod, "_rdkit_version", lambda: "0.0.0-other")
+    load_moleculeace(tmp_path, n_bits=128, val_fraction=0.4)
+    assert _cache_sig(tmp_path) != before
