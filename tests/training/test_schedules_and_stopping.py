@@ -157,3 +157,17 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     t = namespace["trainer"]
     assert t.precision.name == "bf16" and t.epochs_done == 3
     assert (tmp_path / "runs" / "nash" / "last.pt").exists()
+
+
+def test_steps_csv_records_each_steps_learning_rate(tmp_path):
+    import csv
+
+    seen = LRs()
+    t = trainer(tmp_path, scheduler=cosine, scheduler_interval="step", callbacks=[seen])
+    t.fit(batch_loader(data(), batch_size=32), 2)
+    rows = list(csv.DictReader((tmp_path / "steps.csv").open()))
+    logged = [float(r["lr"]) for r in rows]
+    assert logged[0] == pytest.approx(0.1)  # the rate the first step used
+    assert logged[1] < logged[0]  # the per-step cosine schedule
+    # a callback sees the rate after the scheduler's step: one step ahead of the log
+    assert logged[1:] == pytest.approx(seen.seen[:-1])

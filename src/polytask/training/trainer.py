@@ -205,6 +205,7 @@ class Trainer:
         self.precision = as_precision(precision, self.device)
         self.precision.check(module, self.balancer)
         self.accumulate_grad_batches = int(accumulate_grad_batches)
+        self._step_lrs: dict[str, float] = {}
         self.accumulator = self._build_accumulator()
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.callbacks = list(callbacks)
@@ -334,6 +335,14 @@ class Trainer:
         self._balancer_step_end(inputs, targets, masks, factors)
         return losses, result, outputs, (targets, masks)
 
+    def _learning_rates(self) -> dict[str, float]:
+        """The optimizer's learning rates now (``lr``; ``lr/<group>`` for each
+        parameter group when there are several)."""
+        groups = self.optimizer.param_groups
+        if len(groups) == 1:
+            return {"lr": float(groups[0]["lr"])}
+        return {f"lr/{i}": float(g["lr"]) for i, g in enumerate(groups)}
+
     def _optimizer_step(self) -> None:
         """Unscale, ``on_before_optimizer_step``, clipping, the optimizer step and
         ``on_optimizer_step`` (``.grad`` already holds the step's update)."""
@@ -341,6 +350,7 @@ class Trainer:
         self._hook("on_before_optimizer_step", self.optimizer)
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self._step_lrs = self._learning_rates()  # the step's own, logged in steps.csv
         stepped = self.precision.optimizer_step(self.optimizer)
         self._hook("on_optimizer_step", self.optimizer, stepped)
 
@@ -533,6 +543,7 @@ class Trainer:
                     {f"weight/{n}": w for n, w in zip(self.task_names, weights.tolist())}
                 )
                 record.update(result.extras)
+                record.update(self._step_lrs)
                 self._hook("on_step_end", self.global_step, record)
             if self.progress and batches % 20 == 0:
                 mean = loss_sum / labeled_sum.clamp(min=1.0)
