@@ -310,6 +310,27 @@ def test_graddrop_keeps_one_sign_per_element():
     assert torch.allclose(B.get("graddrop", path="jacobian", leak=1.0).aggregate(j), j.sum(0))
 
 
+def test_graddrop_equals_the_papers_explicit_mask_with_the_same_draws():
+    """The fused per-coordinate rule is the paper's: P = ½(1 + Σg/Σ|g|), keep g_i > 0
+    where P > U and g_i < 0 where P < U (U shared over tasks), leak on the rest; an
+    all-zero column gives 0."""
+    g = torch.Generator().manual_seed(1)
+    j = torch.randn(4, 300, generator=g)
+    j[:, :7] = 0.0
+    j[1:, 7:12] = 0.0
+    for leak in (0.0, 0.3):
+        torch.manual_seed(5)
+        d = B.get("graddrop", path="jacobian", leak=leak).aggregate(j)
+        torch.manual_seed(5)
+        absolute = j.abs().sum(0)
+        purity = torch.where(absolute > 0, 0.5 * (1 + j.sum(0) / absolute.clamp_min(1e-38)),
+                             torch.full((300,), 0.5))
+        u = torch.rand(300)
+        mask = ((purity > u) & (j > 0)) | ((purity < u) & (j < 0))
+        expected = ((leak + (1 - leak) * mask.float()) * j).sum(0)
+        assert torch.allclose(d, expected, atol=1e-6)
+
+
 def test_graddrop_on_the_representation_uses_the_sign_corrected_batch_sum():
     torch.manual_seed(0)
     m = B.get("graddrop")

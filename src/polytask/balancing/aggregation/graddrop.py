@@ -98,13 +98,14 @@ class GradDrop(GradientAggregator):
         elsewhere (two passes over the K×P matrix instead of a K×P mask)."""
         total = jacobian.sum(0)
         pos = jacobian.clamp(min=0).sum(0)
-        absolute = 2 * pos - total
-        purity = torch.where(absolute > 0, 0.5 * (1 + total / absolute.clamp_min(1e-38)),
-                             torch.full_like(total, 0.5))
+        # Σ|g| = 0 only where every g_i = 0 (then 0/0): purity 0.5 there; in-place ops
+        # keep the rule at a few passes over P (it must not be the step's bottleneck)
+        purity = total.div(pos.mul(2).sub_(total)).nan_to_num_(0.0).add_(1).mul_(0.5)
         u = self._uniform(purity)
         positive = purity > u
-        kept = torch.where(positive, pos, torch.where(purity < u, total - pos, 0))
-        if self.leak != 0.0:
-            kept = self.leak * total + (1.0 - self.leak) * kept
-        self.extras["kept_fraction"] = float(positive.float().mean())
+        leaked = None if self.leak == 0.0 else self.leak * total
+        kept = torch.where(positive, pos, total.sub_(pos).mul_(purity < u))
+        if leaked is not None:
+            kept = leaked.add_(kept, alpha=1.0 - self.leak)
+        self.extras["kept_fraction"] = int(positive.sum()) / positive.numel()
         return kept
