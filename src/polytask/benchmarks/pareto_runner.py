@@ -227,15 +227,8 @@ class ParetoRunner:
         result.method = method_spec
         return result
 
-    def baseline_points(self, seed: int) -> dict[str, Any]:
-        """Test losses of one equal-weight model and of one single-task model per task."""
-        tasks = self.benchmark.tasks()
-        s = self._settings()
-        train = _loader(self.data.train, s["batch_size"], True)
-        test = _loader(self.data.test, 4096, False)
-        out: dict[str, Any] = {}
-        seed_everything(seed)
-        start = time.perf_counter()
+    def _fit_equal_weights(self, tasks: dict, loader: Any, seed: int, s: dict) -> Any:
+        """A model of ``tasks`` trained with equal weights (the baselines' recipe)."""
         model = self._make_model(tasks)()
         Trainer(
             model,
@@ -245,7 +238,19 @@ class ParetoRunner:
             device=self.device,
             seed=seed,
             progress=self.progress,
-        ).fit(train, s["epochs"])
+        ).fit(loader, s["epochs"])
+        return model
+
+    def baseline_points(self, seed: int) -> dict[str, Any]:
+        """Test losses of one equal-weight model and of one single-task model per task."""
+        tasks = self.benchmark.tasks()
+        s = self._settings()
+        train = _loader(self.data.train, s["batch_size"], True)
+        test = _loader(self.data.test, 4096, False)
+        out: dict[str, Any] = {}
+        seed_everything(seed)
+        start = time.perf_counter()
+        model = self._fit_equal_weights(tasks, train, seed, s)
         out["ew_seconds"] = time.perf_counter() - start
         out["ew_parameters"] = _params(model)
         m = evaluate_model(model, tasks, test, self.device)
@@ -254,22 +259,15 @@ class ParetoRunner:
         for name, task in tasks.items():
             seed_everything(seed)
             one = {name: task}
-            model = self._make_model(one)()
-            Trainer(
-                model,
+            model = self._fit_equal_weights(
                 one,
-                "ew",
-                self._optimizer(s["lr"]),
-                device=self.device,
-                seed=seed,
-                progress=self.progress,
-            ).fit(
                 _loader(
                     Split(self.data.train.inputs, {name: self.data.train.targets[name]}),
                     s["batch_size"],
                     True,
                 ),
-                s["epochs"],
+                seed,
+                s,
             )
             single.append(
                 evaluate_model(
