@@ -344,3 +344,30 @@ def test_graddrop_on_the_representation_uses_the_sign_corrected_batch_sum():
     signed = (per * act.sign()).sum(1)[:, 1]  # feature 1: [-3, 2], signs disagree
     assert signed[0] < 0 < signed[1]
     assert torch.equal(d[:, 1], per[0, :, 1]) or torch.equal(d[:, 1], per[1, :, 1])
+
+
+def test_imtl_g_two_task_closed_form_equals_the_general_solve():
+    """K = 2 takes a closed form; it equals the least-squares solve of K ≥ 3's path on
+    random, opposite and badly scaled pairs, and leaves zero or parallel pairs to it."""
+    from polytask.balancing.aggregation import imtl
+
+    m = B.get("imtl-g")
+    g = torch.Generator().manual_seed(3)
+    pairs = [torch.randn(2, 50, generator=g, dtype=torch.float64) for _ in range(20)]
+    base = torch.randn(50, generator=g, dtype=torch.float64)
+    pairs += [torch.stack([base, -2 * base + 1e-3 * torch.randn(50, generator=g,
+                                                                 dtype=torch.float64)]),
+              torch.stack([1e-6 * base, torch.randn(50, generator=g, dtype=torch.float64)])]
+    for j in pairs:
+        gram = j @ j.T
+        fast = imtl._two_task_weights(gram)
+        assert fast is not None
+        original = imtl._two_task_weights
+        imtl._two_task_weights = lambda _: None  # the general path
+        try:
+            general = m.weights_from_gramian(gram)
+        finally:
+            imtl._two_task_weights = original
+        assert torch.allclose(fast, general, rtol=1e-9, atol=1e-12)
+    for j in (torch.stack([base, 3 * base]), torch.stack([base, torch.zeros(50).double()])):
+        assert imtl._two_task_weights(j @ j.T) is None

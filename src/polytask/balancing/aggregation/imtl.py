@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from ..base import GradientAggregator
@@ -45,6 +47,9 @@ class IMTLG(GradientAggregator):
         super().__init__(**engine_options)
 
     def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+        two = _two_task_weights(gramian) if gramian.shape == (2, 2) else None
+        if two is not None:
+            return two
         g = gramian_to_numpy(gramian)
         k = g.shape[0]
         act = active_tasks(g)
@@ -63,3 +68,24 @@ class IMTLG(GradientAggregator):
         alpha = np.linalg.lstsq(system, rhs, rcond=1e-12)[0]
         w[act] = alpha
         return to_weights(w, gramian)
+
+
+def _two_task_weights(gramian: Tensor) -> Tensor | None:
+    """IMTL-G's weights for two live, non-parallel tasks in closed form: with
+    ``n_k = ‖g_k‖``, ``α = (n_1, n_0) / (n_0 + n_1)`` makes ``Σ α_k g_k ∝ u_0 + u_1``,
+    whose projections on both unit gradients are equal. None (the general solve) for a
+    zero or non-finite gradient, or nearly parallel ones (cosine within 1e-6 of 1, where
+    the least-squares solve's rank cut decides). Saves the K = 2 call's fixed cost."""
+    g00, g01, g10, g11 = gramian.detach().double().reshape(-1).tolist()
+    if not all(math.isfinite(v) for v in (g00, g01, g10, g11)):
+        return None
+    if g00 <= _TINY or g11 <= _TINY:
+        return None
+    n0, n1 = math.sqrt(g00), math.sqrt(g11)
+    if 1.0 - 0.5 * (g01 + g10) / (n0 * n1) <= 1e-6:
+        return None
+    w = torch.tensor([n1 / (n0 + n1), n0 / (n0 + n1)], dtype=torch.float64)
+    return w if gramian.device.type == "cpu" else w.to(gramian.device)
+
+
+_TINY = float(np.finfo(np.float64).tiny) * 16  # active_tasks' threshold
