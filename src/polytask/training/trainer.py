@@ -311,11 +311,7 @@ class Trainer:
 
     def train_step(self, batch: Any) -> tuple[dict[str, Tensor], Any, dict, dict]:
         """Forward, losses, balancer backward and optimizer step on one batch."""
-        inputs, targets, masks = split_batch(batch)
-        check_targets(self.task_names, targets, masks)
-        inputs, targets, masks = (to_device(v, self.device) for v in (inputs, targets, masks))
-        outputs, losses = self._forward(inputs, targets, masks)
-        self._hook("on_before_backward", self.global_step, losses, (inputs, targets, masks))
+        inputs, targets, masks, outputs, losses = self._batch_losses(batch)
         self.optimizer.zero_grad(set_to_none=True)
         # several processes: each rank's losses weighted by its share of the labels, so
         # that the engine's average across ranks is the whole batch's loss
@@ -368,11 +364,7 @@ class Trainer:
         scale = self.precision.grad_scale
         micro = []
         for batch in batches:
-            inputs, targets, masks = split_batch(batch)
-            check_targets(self.task_names, targets, masks)
-            inputs, targets, masks = (to_device(v, self.device) for v in (inputs, targets, masks))
-            outputs, losses = self._forward(inputs, targets, masks)
-            self._hook("on_before_backward", self.global_step, losses, (inputs, targets, masks))
+            inputs, targets, masks, outputs, losses = self._batch_losses(batch)
             counts = {n: t.loss_count(outputs[n], targets[n], masks.get(n))
                       for n, t in self.tasks.items()}
             acc.add(losses, counts=counts,
@@ -413,6 +405,16 @@ class Trainer:
         steps, whole = self.accumulated_step(group)
         for i, step in enumerate(steps):
             yield (*step, whole if i == len(steps) - 1 else None)
+
+    def _batch_losses(self, batch: Any) -> tuple[Any, dict, dict, dict, dict[str, Tensor]]:
+        """Split and check ``batch``, move it to the device, forward, losses and the
+        ``on_before_backward`` hook: ``(inputs, targets, masks, outputs, losses)``."""
+        inputs, targets, masks = split_batch(batch)
+        check_targets(self.task_names, targets, masks)
+        inputs, targets, masks = (to_device(v, self.device) for v in (inputs, targets, masks))
+        outputs, losses = self._forward(inputs, targets, masks)
+        self._hook("on_before_backward", self.global_step, losses, (inputs, targets, masks))
+        return inputs, targets, masks, outputs, losses
 
     def _forward(
         self, inputs: Any, targets: Mapping[str, Tensor], masks: Mapping
