@@ -594,20 +594,15 @@ class GradientAggregator(Balancer):
             # passes restricted to each set (the second one only through the heads)
             self._backward_to(total, ctx.shared_params, retain_graph=True)
             self._backward_others(ctx, retain_graph=False)
-        elif engine.averages_writes():
-            params = ctx.shared_params + self._other_params(ctx)
-            _backward_averaged(total, params, retain_graph=False)
+        elif engine.averages_writes():  # the engine all-reduces what reaches .grad
+            scaling.backward(total, inputs=ctx.shared_params + self._other_params(ctx))
         else:
             scaling.backward(total)
         return self._result(ctx)
 
     @staticmethod
     def _backward_to(total: Tensor, params: list[Tensor], retain_graph: bool) -> None:
-        if not params:
-            return
-        if engine.averages_writes():
-            _backward_averaged(total, params, retain_graph)
-        else:
+        if params:
             scaling.backward(total, inputs=params, retain_graph=retain_graph)
 
     def _backward_others(self, ctx: BalanceContext, retain_graph: bool) -> None:
@@ -617,10 +612,7 @@ class GradientAggregator(Balancer):
         w = self._task_weights(len(ctx.losses))
         total = sum(wk.to(loss.dtype) * loss for wk, loss in zip(w, ctx.losses))
         if isinstance(total, Tensor) and total.requires_grad:
-            if engine.averages_writes():
-                _backward_averaged(total, others, retain_graph)
-            else:
-                scaling.backward(total, inputs=others, retain_graph=retain_graph)
+            scaling.backward(total, inputs=others, retain_graph=retain_graph)
 
     def _backward_jacobian(self, ctx: BalanceContext) -> BalanceResult:
         jac = scaling.jacobian(ctx.losses, ctx.shared_params, self.strategy, True, self.chunk_size)
@@ -714,12 +706,6 @@ def _reaches(losses: list[Tensor], tensor: Tensor) -> bool:
                 return True
             stack.append(child)
     return False
-
-
-def _backward_averaged(total: Tensor, params: list[Tensor], retain_graph: bool) -> None:
-    """Add ``∂total/∂params``, averaged across ``torch.distributed`` ranks, to ``.grad``."""
-    seed = scaling.scaled(total)  # .grad receives s × the update under a loss scale
-    engine.backward_averaged(seed, params, retain_graph)
 
 
 #: the three ways a method runs on several processes (docs/distributed.md)
