@@ -53,6 +53,11 @@ def main() -> None:
     p.add_argument("--benchmark", default="mnist+fashion")
     p.add_argument("--runs", default=";".join(RUNS), help="';'-separated run specs")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument(
+        "--seed-list", default=None,
+        help="comma-separated seeds to run instead of 0..SEEDS-1 (e.g. 1,2: split the "
+             "seeds across processes that share --out; finished runs are reused)",
+    )
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
@@ -78,14 +83,16 @@ def main() -> None:
     sizes = {k: len(v.inputs) for k, v in runner.data.train.items()}
     print(f"{args.benchmark}: train sizes {sizes}; settings {runner._settings()}")
     start = time.perf_counter()
-    results = runner.run(runs, ["hard"], range(args.seeds))
+    seeds = ([int(s) for s in args.seed_list.split(",")] if args.seed_list
+             else list(range(args.seeds)))
+    results = runner.run(runs, ["hard"], seeds)
     print()
     print(format_table(results))
     print()
     print((args.out / "steps_to_target.md").read_text())
     header = (
         f"{args.benchmark}, train sizes {sizes}, settings {runner._settings()}, "
-        f"{args.seeds} seeds, {time.perf_counter() - start:.0f} s in all "
+        f"seeds {seeds}, {time.perf_counter() - start:.0f} s in all "
         f"({torch.get_num_threads()} CPU thread(s)).\n\n"
     )
     (args.out / "results.md").write_text(header + format_markdown(results) + "\n")

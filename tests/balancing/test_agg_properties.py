@@ -230,6 +230,24 @@ def test_upgrad_and_dualproj_keep_the_mean_when_nothing_conflicts():
     assert torch.allclose(B.get("dualproj").aggregate(j), j.mean(0))
 
 
+def test_dual_cone_rows_without_conflict_skip_the_solve_and_stay_optimal():
+    """Rows whose ``Jᵀ u`` conflicts with no task are answered ``v = u`` without the
+    factorisation; the others still solve the projection; every row satisfies KKT."""
+    from polytask.balancing.aggregation._solvers import dual_cone_weights
+
+    j = torch.tensor([[1.0, 0.0, 0.0, 0.5], [0.2, 1.0, 0.0, 0.0], [0.3, -1.5, 0.4, 0.0]],
+                     dtype=torch.float64)  # task 0 conflicts with nobody; 1 and 2 do
+    g = (j @ j.T).numpy()
+    v = torch.as_tensor(dual_cone_weights(g, np.eye(3)))
+    assert torch.equal(v[0], torch.eye(3, dtype=torch.float64)[0])
+    assert not torch.equal(v[1], torch.eye(3, dtype=torch.float64)[1])
+    for i in range(3):
+        x = v[i] @ j
+        s = v[i] - torch.eye(3, dtype=torch.float64)[i]
+        assert torch.all(s >= -1e-12) and torch.all(j @ x >= -1e-9)
+        assert abs(float(s @ (j @ x))) < 1e-9
+
+
 def test_dualproj_never_conflicts():
     j = conflicting(4, 5, 21)
     assert torch.all(j @ B.get("dualproj").aggregate(j) >= -1e-9)
@@ -371,3 +389,34 @@ def test_imtl_g_two_task_closed_form_equals_the_general_solve():
         assert torch.allclose(fast, general, rtol=1e-9, atol=1e-12)
     for j in (torch.stack([base, 3 * base]), torch.stack([base, torch.zeros(50).double()])):
         assert imtl._two_task_weights(j @ j.T) is None
+
+
+def test_imtl_g_lu_path_equals_least_squares_and_declines_near_singular_systems():
+    """The LU solve is taken only when the condition-number bound proves the system far
+    from the least-squares rank cut; there it equals ``lstsq``. Duplicated, dependent or
+    sum-degenerate systems go to ``lstsq`` (the minimum-norm solution)."""
+    import numpy as np
+
+    from polytask.balancing.aggregation import imtl
+
+    rng = np.random.default_rng(0)
+    for k in (3, 5, 10, 20):
+        for _ in range(10):
+            a = rng.standard_normal((k, k))
+            rhs = rng.standard_normal(k)
+            lu = imtl._solve_well_conditioned(a, rhs)
+            assert lu is not None
+            ref = np.linalg.lstsq(a, rhs, rcond=imtl._RCOND)[0]
+            assert np.allclose(lu, ref, rtol=1e-8, atol=1e-10)
+    a = rng.standard_normal((6, 6))
+    a[3] = a[1]  # exactly dependent rows
+    assert imtl._solve_well_conditioned(a, np.ones(6)) is None
+    a[3] = a[1] + 1e-13 * rng.standard_normal(6)  # dependent up to rounding
+    assert imtl._solve_well_conditioned(a, np.ones(6)) is None
+    assert imtl._solve_well_conditioned(np.zeros((4, 4)), np.ones(4)) is None
+    # duplicated task gradients: the minimum-norm weights split evenly, as before
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(3, 40, generator=g, dtype=torch.float64)
+    j = torch.cat([base, base[:1]])
+    w = B.get("imtl-g").weights_from_gramian(j @ j.T)
+    assert torch.allclose(w[0], w[3], rtol=1e-9)

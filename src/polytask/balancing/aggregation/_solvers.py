@@ -382,6 +382,9 @@ def dual_cone_weights(g: np.ndarray, u: np.ndarray, precision: float = FLOAT64_E
     least-squares problem ``min ‖Lᵀ s + Lᵀ D⁻¹ u‖``, solved exactly (Lawson-Hanson,
     SciPy); eigen-directions below :func:`rank_tolerance` (rounding) are dropped.
 
+    A problem whose ``Jᵀ u_i`` conflicts with no task is solved by ``v_i = u_i`` (its
+    KKT conditions), without the factorisation.
+
     A task with an exactly zero gradient constrains nothing and moves nothing: its
     entry of ``v_i`` is its lower bound ``u_ik`` (the least weight the definition
     allows), never an arbitrary multiple. Returns the K' × K matrix of the ``v_i``.
@@ -397,11 +400,17 @@ def dual_cone_weights(g: np.ndarray, u: np.ndarray, precision: float = FLOAT64_E
         return out
     idx = np.flatnonzero(live)
     gl = gu if len(idx) == len(live) else gu[np.ix_(idx, idx)]
+    lowers = u[:, idx] / d[idx]  # D⁻¹ u on the live tasks, one row per problem
+    # v = u is optimal exactly when Ĝ D⁻¹u ≥ 0 (the KKT conditions with every bound
+    # active: Jᵀu conflicts with no task), the common case; no factorisation then
+    open_rows = np.flatnonzero((lowers @ gl < 0.0).any(axis=1))
+    if not len(open_rows):
+        return out
     evals, evecs = np.linalg.eigh(gl)
     keep = evals > rank_tolerance(len(idx), precision) * max(float(evals.max()), 1e-300)
     lt = (evecs[:, keep] * np.sqrt(evals[keep])).T  # r × K_live, with Ĝ = L Lᵀ
-    for i, row in enumerate(u):
-        lower = row[idx] / d[idx]  # D⁻¹ u on the live tasks
+    for i in open_rows:
+        lower = lowers[i]
         size = float(np.abs(lower).max())
         if size == 0.0:  # only zero-gradient tasks in u: its projection is 0 = Jᵀ u
             continue
