@@ -420,3 +420,27 @@ def test_imtl_g_lu_path_equals_least_squares_and_declines_near_singular_systems(
     j = torch.cat([base, base[:1]])
     w = B.get("imtl-g").weights_from_gramian(j @ j.T)
     assert torch.allclose(w[0], w[3], rtol=1e-9)
+
+
+def test_dual_cone_two_task_closed_form_satisfies_kkt():
+    """K = 2 projections take a closed form; on random, opposite and badly scaled pairs
+    every row satisfies the KKT conditions of ``min vᵀGv, v ≥ u`` (sufficient for this
+    convex problem): ``v ≥ u``, ``G v ≥ 0`` and ``(v − u)ᵀ G v = 0``."""
+    from polytask.balancing.aggregation._solvers import dual_cone_weights
+
+    gen = torch.Generator().manual_seed(5)
+    base = torch.randn(30, generator=gen, dtype=torch.float64)
+    pairs = [torch.randn(2, 30, generator=gen, dtype=torch.float64) for _ in range(30)]
+    pairs += [torch.stack([base, -base]), torch.stack([base, -3 * base + 0.1]),
+              torch.stack([1e-6 * base, -base + torch.randn(30, generator=gen,
+                                                            dtype=torch.float64)])]
+    u = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    for j in pairs:
+        g = (j @ j.T).numpy()
+        v = dual_cone_weights(g, u)
+        for row, lower in zip(v, u):
+            gv = g @ row
+            scale = np.sqrt(np.diag(g)) * np.abs(row) @ np.sqrt(np.diag(g))
+            assert np.all(row >= lower - 1e-12)
+            assert np.all(gv >= -1e-9 * scale)
+            assert abs((row - lower) @ gv) <= 1e-9 * np.abs(row - lower).sum() * scale.max()

@@ -40,7 +40,8 @@ def test_pareto_cli_writes_front_files(tmp_path, capsys):
     [(["--ref", "2,2,2"], "3 values for the 2 tasks"), (["--method", "nope"], "unknown Pareto"),
      (["--rays", "0"], "must be >= 1"),
      (["--method", "cosmos,ls", "--rays", "65"], "rays=65 for 'ls'"),
-     (["--method", "pmtl", "--rays", "1"], "pmtl needs at least two rays")],
+     (["--method", "pmtl", "--rays", "1"], "pmtl needs at least two rays"),
+     (["--method", "cosmos", "--test-ray-margin", "0.9"], "margin must be in [0, π/4)")],
 )
 def test_pareto_cli_bad_input(tmp_path, capsys, argv, match):
     rc = main(["pareto", "multidigits", "--epochs", "1", "--out", str(tmp_path), *argv])
@@ -92,3 +93,29 @@ def test_fronts_saved_before_the_lr_was_recorded_are_read_at_the_run_lr():
     assert ParetoRunner._recorded_lr("phn", old) == 0.003  # reused only if still 0.003
     assert ParetoRunner._recorded_lr("phn:lr=0.0001", old) == 0.0001
     assert ParetoRunner._recorded_lr("phn", {"lr": 1e-4, **old}) == 1e-4
+
+
+def test_evaluation_rays_follow_the_cosmos_code_and_a_new_margin_re_evaluates(tmp_path):
+    """Two-task evaluation rays: angles evenly over [0.1, π/2 − 0.1] as the COSMOS code's
+    ``circle_points`` (0 gives the whole quarter circle); a saved conditioned front is
+    reused only at the rays it was evaluated at."""
+    import math
+
+    import numpy as np
+
+    from polytask.benchmarks import get
+    from polytask.benchmarks.pareto_runner import ParetoRunner, test_rays
+
+    rays = test_rays(25, 2).numpy()
+    angles = np.linspace(0.1, math.pi / 2 - 0.1, 25)
+    expected = np.stack([np.cos(angles), np.sin(angles)], 1)
+    np.testing.assert_allclose(rays, expected / expected.sum(1, keepdims=True), atol=1e-12)
+    np.testing.assert_allclose(test_rays(3, 2, 0.0).numpy(), [[1, 0], [0.5, 0.5], [0, 1]],
+                               atol=1e-12)
+    bench = get("multidigits")
+    runner = ParetoRunner(bench, out_dir=tmp_path, epochs=1, n_test_rays=3, log=lambda _: None)
+    runner.run(["cosmos"])
+    assert runner._cached_front("cosmos", 0) is not None
+    other = ParetoRunner(bench, out_dir=tmp_path, epochs=1, n_test_rays=3, test_ray_margin=0.0,
+                         log=lambda _: None)
+    assert other._cached_front("cosmos", 0) is None

@@ -72,10 +72,10 @@ def test_phn_generates_weights_that_depend_on_the_preference():
 def test_cosmos_starts_as_its_target_and_then_reads_the_preference():
     torch.manual_seed(0)
     target = _target()
-    m = COSMOS(target, (2, 4), embed_init="zeros").eval()
+    m = COSMOS(target, (2, 4)).eval()  # embed_init="zeros", the default
     x, _ = _data(4)
     torch.testing.assert_close(m(x, [0.2, 0.8])["a"], target(x)["a"])  # E = 0 at start
-    default = COSMOS(_target(), (2, 4)).eval()
+    default = COSMOS(_target(), (2, 4), embed_init="default").eval()
     assert not torch.allclose(default(x, [0.2, 0.8])["a"], default(x, [0.8, 0.2])["a"])
     with torch.no_grad():
         m.embed.weight.normal_()

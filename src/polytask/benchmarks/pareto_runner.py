@@ -51,11 +51,24 @@ from .runner import parse_method
 METHODS = FINITE_METHODS + CONDITIONED_METHODS
 
 
-def test_rays(n: int, k: int) -> torch.Tensor:
-    """The evaluation preferences: for two tasks, COSMOS's ``circle_points`` rays
-    (angles evenly spaced over [0, π/2], each normalised to sum 1); else uniform."""
+#: The angle margin (radians) of the two-task evaluation rays in the COSMOS code
+#: (``circle_points(n, min_angle=0.1, max_angle=π/2 − 0.1)`` in ruchtem/cosmos
+#: ``multi_objective/utils.py``), the protocol of the published MultiMNIST numbers.
+COSMOS_RAY_MARGIN = 0.1
+
+
+def test_rays(n: int, k: int, margin: float = COSMOS_RAY_MARGIN) -> torch.Tensor:
+    """The evaluation preferences. Two tasks: COSMOS's ``circle_points`` rays, angles
+    evenly spaced over ``[margin, π/2 − margin]`` (the code's 0.1 by default; 0 for the
+    whole quarter circle, whose end rays put all weight on one task), each normalised to
+    sum 1. More tasks: evenly spread preferences (the margin does not apply)."""
+    if not 0.0 <= margin < math.pi / 4:
+        raise PreferenceError(
+            f"the evaluation-ray margin must be in [0, π/4) radians, got {margin}"
+        )
     if k == 2:
-        t = torch.linspace(0, math.pi / 2, n, dtype=torch.float64)
+        t = torch.linspace(margin, math.pi / 2 - margin, n, dtype=torch.float64) if n > 1 \
+            else torch.tensor([math.pi / 4], dtype=torch.float64)
         rays = torch.stack([torch.cos(t), torch.sin(t)], dim=1).clamp_min(0)
         return rays / rays.sum(dim=1, keepdim=True)
     return uniform_rays(n, k)
@@ -104,6 +117,8 @@ class ParetoRunner:
         out_dir: where fronts, summaries and the plot go.
         rays: rays of a finite front (one model each).
         n_test_rays: preferences at which conditioned models are evaluated.
+        test_ray_margin: angle margin (radians) of those rays for two tasks
+            (:func:`test_rays`; the COSMOS code's 0.1 by default).
         ref: the hypervolume reference point; default the benchmark's
             ``options["pareto_ref"]``, else the nadir policy over every front of the run
             (+10% of the range), printed and saved.
@@ -122,6 +137,7 @@ class ParetoRunner:
     device: str | None = None
     rays: int = 5
     n_test_rays: int = 25
+    test_ray_margin: float = COSMOS_RAY_MARGIN
     ref: Sequence[float] | None = None
     train_subset: int | None = None
     test_subset: int | None = None
@@ -222,7 +238,8 @@ class ParetoRunner:
             result = front.evaluate(test, split="test", device=self.device)
         else:
             result = front.evaluate(
-                test, test_rays(self.n_test_rays, k), split="test", device=self.device
+                test, test_rays(self.n_test_rays, k, self.test_ray_margin), split="test",
+                device=self.device,
             )
         result.method = method_spec
         return result
@@ -346,6 +363,7 @@ class ParetoRunner:
         if method in CONDITIONED_METHODS:
             if self.n_test_rays < 1:
                 raise PreferenceError(f"test_rays must be >= 1, got {self.n_test_rays}")
+            test_rays(1, 2, self.test_ray_margin)  # a margin out of range raises here
             return
         if not 1 <= self.rays <= MAX_FINITE_RAYS:
             raise PreferenceError(
@@ -392,6 +410,10 @@ class ParetoRunner:
             or self._recorded_lr(spec, result.info) != self._spec_lr(spec)
         ):
             return None
+        if method in CONDITIONED_METHODS:  # evaluated at other rays (e.g. another margin)
+            expected = test_rays(rays, result.prefs.shape[1], self.test_ray_margin).numpy()
+            if not np.allclose(result.prefs, expected, rtol=0, atol=1e-9):
+                return None
         return result
 
     def _cached_baselines(self, seed: int) -> dict[str, Any]:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..errors import PolytaskError
 
-_CONFIG_KEYS = ("name", "method", "rays", "test_rays", "seeds", "epochs", "batch_size", "lr",
-                "out", "data_dir", "ref", "train_subset", "test_subset", "conflict")
+_CONFIG_KEYS = ("name", "method", "rays", "test_rays", "test_ray_margin", "seeds", "epochs",
+                "batch_size", "lr", "out", "data_dir", "ref", "train_subset", "test_subset",
+                "conflict")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="rays of a finite front, one model each (default 5)")
     p.add_argument("--test-rays", type=int, default=None,
                    help="preferences a conditioned model is evaluated at (default 25)")
+    p.add_argument("--test-ray-margin", type=float, default=None,
+                   help="two tasks: evaluation rays at angles over [m, π/2 − m] radians "
+                   "(default 0.1, the COSMOS code's; 0: the whole quarter circle)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 1)")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None)
@@ -74,7 +78,8 @@ def _apply_config(args: argparse.Namespace) -> None:
         for key in ("out", "data_dir"):
             if config.get(key) is not None:
                 config[key] = Path(config[key])
-    defaults = {"method": "cosmos", "rays": 5, "test_rays": 25, "seeds": 1, "conflict": False}
+    defaults = {"method": "cosmos", "rays": 5, "test_rays": 25, "seeds": 1, "conflict": False,
+                "test_ray_margin": 0.1}
     for key in _CONFIG_KEYS:
         if getattr(args, key) is None:
             setattr(args, key, config.get(key, defaults.get(key)))
@@ -122,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     runner = ParetoRunner(
         benchmark, out_dir=out, data_dir=args.data_dir, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, device=args.device, rays=args.rays,
-        n_test_rays=args.test_rays, ref=ref, train_subset=args.train_subset,
+        n_test_rays=args.test_rays, test_ray_margin=float(args.test_ray_margin), ref=ref,
+        train_subset=args.train_subset,
         test_subset=args.test_subset, progress=args.progress, reuse=not args.fresh,
     )
     print(f"{benchmark.name}: {benchmark.description}")

@@ -406,6 +406,10 @@ def dual_cone_weights(g: np.ndarray, u: np.ndarray, precision: float = FLOAT64_E
     open_rows = np.flatnonzero((lowers @ gl < 0.0).any(axis=1))
     if not len(open_rows):
         return out
+    if len(idx) == 2:  # two live tasks: the projection in closed form
+        for i in open_rows:
+            out[i, idx] = _two_task_projection(gl, lowers[i]) * d[idx]
+        return out
     evals, evecs = np.linalg.eigh(gl)
     keep = evals > rank_tolerance(len(idx), precision) * max(float(evals.max()), 1e-300)
     lt = (evecs[:, keep] * np.sqrt(evals[keep])).T  # r × K_live, with Ĝ = L Lᵀ
@@ -418,3 +422,17 @@ def dual_cone_weights(g: np.ndarray, u: np.ndarray, precision: float = FLOAT64_E
         s, _ = nnls(lt, -(lt @ lower), maxiter=50 * len(idx) + 100)
         out[i, idx] = (lower + s) * size * d[idx]
     return out
+
+
+def _two_task_projection(gu: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """``argmin_{v ≥ lower} vᵀ Ĝ v`` for a 2×2 unit-diagonal Gramian where ``Ĝ lower``
+    has a negative entry. ``lowerᵀ Ĝ lower ≥ 0`` leaves exactly one, ``j``; raising
+    ``v_j`` until ``(Ĝ v)_j = 0`` gives ``v_j = −Ĝ_ji lower_i``, and then
+    ``(Ĝ v)_i = lower_i (1 − Ĝ_ij²) ≥ 0``: the KKT conditions hold with ``v_i`` at its
+    bound."""
+    g_lower = gu @ lower
+    j = int(np.argmin(g_lower))
+    i = 1 - j
+    v = lower.copy()
+    v[j] = -gu[j, i] * lower[i]
+    return v

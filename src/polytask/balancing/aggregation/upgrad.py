@@ -47,8 +47,9 @@ class UPGrad(GradientAggregator):
     task's own ``∇L_k`` (torchjd's ``mtl_backward``: ``task_gradients="raw"``).
 
     Extra cost per step: the Jacobian or Gramian plus K NNLS solves of size K
-    (O(K⁴) worst case, microseconds for K ≤ 40). Degenerate inputs: all-zero
-    gradients give the zero update; exactly opposite gradients give zero.
+    (O(K⁴) worst case, microseconds for K ≤ 40); a task whose gradient conflicts with
+    no other needs none (its projection is itself, by the KKT conditions). Degenerate
+    inputs: all-zero gradients give the zero update; exactly opposite gradients give zero.
     """
 
     properties = ("non_conflicting",)
@@ -81,7 +82,8 @@ class DualProj(GradientAggregator):
     ``J d ≥ 0``, and ``d`` is the mean gradient itself when that does not conflict
     with any task. Solved as :class:`UPGrad`'s projections (unit-gradient Gramian);
     task-specific parameters get ``∇L_k`` (torchjd). Extra cost per step: the
-    Jacobian or Gramian plus one NNLS solve of size K. Degenerate inputs: as
+    Jacobian or Gramian plus one NNLS solve of size K (none when the mean conflicts
+    with no task: it is its own projection). Degenerate inputs: as
     :class:`UPGrad`.
     """
 
