@@ -93,9 +93,9 @@ class COSMOS(PreferenceConditioned):
     and learns how the preference shifts its input. ``embed_init="default"`` starts
     ``E`` at PyTorch's initialisation, which reads the preference from the first step
     but adds an input offset of order 1 for every preference. Measured here, 3 seeds
-    each (test hypervolume, docs/pareto.md): zeros 0.393 ± 0.008 against 0.289 ± 0.010
-    on the CPU-sized Pareto-MTL MultiMNIST, 0.715 ± 0.015 against 0.662 ± 0.004 on
-    Census-Income, but 1.107 ± 0.044 against 1.209 ± 0.044 on multidigits.
+    each (test hypervolume, docs/pareto.md): zeros 0.392 ± 0.009 against 0.289 ± 0.009
+    on the CPU-sized Pareto-MTL MultiMNIST, 0.715 ± 0.015 against 0.661 ± 0.005 on
+    Census-Income, but 1.103 ± 0.050 against 1.209 ± 0.044 on multidigits.
     The authors' code concatenates the preferences to the input instead (as K extra
     channels produced by a small transposed CNN for images, widening the first layer);
     both make the first layer's pre-activations a learned function of ``p``. polytask
