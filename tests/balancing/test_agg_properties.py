@@ -400,7 +400,7 @@ def test_imtl_g_lu_path_equals_least_squares_and_declines_near_singular_systems(
     from polytask.balancing.aggregation import imtl
 
     rng = np.random.default_rng(0)
-    for k in (3, 5, 10, 20):
+    for k in (3, 5, 10, 20, 40):
         for _ in range(10):
             a = rng.standard_normal((k, k))
             rhs = rng.standard_normal(k)
