@@ -56,7 +56,8 @@ def test_pareto_configs_parse():
     from polytask.cli.pareto_cmd import _apply_config
 
     root = Path(__file__).resolve().parents[2] / "configs"
-    for name in ("pareto-multimnist-paper.yaml", "pareto-multimnist-cpu.yaml"):
+    for name in ("pareto-multimnist-paper.yaml", "pareto-multimnist-cpu.yaml",
+                 "pareto-multimnist-cpu-20ep.yaml"):
         args = build_parser().parse_args(["pareto", "--config", str(root / name)])
         _apply_config(args)
         assert args.name == "pareto-multimnist" and "cosmos" in args.method
