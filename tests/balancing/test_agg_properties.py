@@ -422,10 +422,14 @@ def test_imtl_g_lu_path_equals_least_squares_and_declines_near_singular_systems(
     assert torch.allclose(w[0], w[3], rtol=1e-9)
 
 
-def test_dual_cone_two_task_closed_form_satisfies_kkt():
+def test_dual_cone_two_task_closed_form_satisfies_kkt_and_matches_nnls():
     """K = 2 projections take a closed form; on random, opposite and badly scaled pairs
     every row satisfies the KKT conditions of ``min vᵀGv, v ≥ u`` (sufficient for this
-    convex problem): ``v ≥ u``, ``G v ≥ 0`` and ``(v − u)ᵀ G v = 0``."""
+    convex problem): ``v ≥ u``, ``G v ≥ 0`` and ``(v − u)ᵀ G v = 0``; and its update
+    ``Jᵀ v`` equals an independent NNLS solve on the raw rows, ``min_{s ≥ 0}
+    ‖Jᵀ(u + s)‖`` (SciPy), which is unique even where ``v`` is not."""
+    from scipy.optimize import nnls
+
     from polytask.balancing.aggregation._solvers import dual_cone_weights
 
     gen = torch.Generator().manual_seed(5)
@@ -435,12 +439,19 @@ def test_dual_cone_two_task_closed_form_satisfies_kkt():
               torch.stack([1e-6 * base, -base + torch.randn(30, generator=gen,
                                                             dtype=torch.float64)])]
     u = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    conflicting_rows = 0
     for j in pairs:
         g = (j @ j.T).numpy()
         v = dual_cone_weights(g, u)
+        jt = j.T.numpy()
         for row, lower in zip(v, u):
             gv = g @ row
             scale = np.sqrt(np.diag(g)) * np.abs(row) @ np.sqrt(np.diag(g))
             assert np.all(row >= lower - 1e-12)
             assert np.all(gv >= -1e-9 * scale)
             assert abs((row - lower) @ gv) <= 1e-9 * np.abs(row - lower).sum() * scale.max()
+            s, _ = nnls(jt, -(jt @ lower))
+            conflicting_rows += bool((s > 0).any())
+            np.testing.assert_allclose(jt @ row, jt @ (lower + s), rtol=1e-7,
+                                       atol=1e-9 * np.abs(jt).max() * np.abs(lower + s).sum())
+    assert conflicting_rows > 20  # the closed form itself was exercised, not only v = u

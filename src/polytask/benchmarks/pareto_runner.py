@@ -62,16 +62,21 @@ def test_rays(n: int, k: int, margin: float = COSMOS_RAY_MARGIN) -> torch.Tensor
     evenly spaced over ``[margin, π/2 − margin]`` (the code's 0.1 by default; 0 for the
     whole quarter circle, whose end rays put all weight on one task), each normalised to
     sum 1. More tasks: evenly spread preferences (the margin does not apply)."""
-    if not 0.0 <= margin < math.pi / 4:
-        raise PreferenceError(
-            f"the evaluation-ray margin must be in [0, π/4) radians, got {margin}"
-        )
+    check_ray_margin(margin)
     if k == 2:
         t = torch.linspace(margin, math.pi / 2 - margin, n, dtype=torch.float64) if n > 1 \
             else torch.tensor([math.pi / 4], dtype=torch.float64)
         rays = torch.stack([torch.cos(t), torch.sin(t)], dim=1).clamp_min(0)
         return rays / rays.sum(dim=1, keepdim=True)
     return uniform_rays(n, k)
+
+
+def check_ray_margin(margin: float) -> None:
+    """Raise a :class:`PreferenceError` naming ``margin`` unless it is in [0, π/4)."""
+    if not 0.0 <= margin < math.pi / 4:
+        raise PreferenceError(
+            f"the evaluation-ray margin must be in [0, π/4) radians, got {margin}"
+        )
 
 
 def train_rays(method: str, n: int, k: int) -> torch.Tensor:
@@ -363,7 +368,7 @@ class ParetoRunner:
         if method in CONDITIONED_METHODS:
             if self.n_test_rays < 1:
                 raise PreferenceError(f"test_rays must be >= 1, got {self.n_test_rays}")
-            test_rays(1, 2, self.test_ray_margin)  # a margin out of range raises here
+            check_ray_margin(self.test_ray_margin)
             return
         if not 1 <= self.rays <= MAX_FINITE_RAYS:
             raise PreferenceError(

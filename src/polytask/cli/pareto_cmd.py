@@ -78,8 +78,7 @@ def _apply_config(args: argparse.Namespace) -> None:
         for key in ("out", "data_dir"):
             if config.get(key) is not None:
                 config[key] = Path(config[key])
-    defaults = {"method": "cosmos", "rays": 5, "test_rays": 25, "seeds": 1, "conflict": False,
-                "test_ray_margin": 0.1}
+    defaults = {"method": "cosmos", "rays": 5, "test_rays": 25, "seeds": 1, "conflict": False}
     for key in _CONFIG_KEYS:
         if getattr(args, key) is None:
             setattr(args, key, config.get(key, defaults.get(key)))
@@ -96,12 +95,20 @@ def _parse_ref(text: str | None) -> list[float] | None:
         raise PolytaskError(f"--ref must be comma-separated numbers, got {text!r}") from None
 
 
+def _parse_margin(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise PolytaskError(f"--test-ray-margin must be a number of radians, got {value!r}") \
+            from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate, print the summary table."""
     import torch
 
     from ..benchmarks import get as get_benchmark
-    from ..benchmarks.pareto_runner import ParetoRunner, format_summary
+    from ..benchmarks.pareto_runner import COSMOS_RAY_MARGIN, ParetoRunner, format_summary
     from ..pareto import ReferencePointError
 
     _apply_config(args)
@@ -127,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
     runner = ParetoRunner(
         benchmark, out_dir=out, data_dir=args.data_dir, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, device=args.device, rays=args.rays,
-        n_test_rays=args.test_rays, test_ray_margin=float(args.test_ray_margin), ref=ref,
-        train_subset=args.train_subset,
+        n_test_rays=args.test_rays, ref=ref, train_subset=args.train_subset,
+        test_ray_margin=(COSMOS_RAY_MARGIN if args.test_ray_margin is None
+                         else _parse_margin(args.test_ray_margin)),
         test_subset=args.test_subset, progress=args.progress, reuse=not args.fresh,
     )
     print(f"{benchmark.name}: {benchmark.description}")
