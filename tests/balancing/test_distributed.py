@@ -62,7 +62,6 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         except PolytaskError as error:
             results["graddrop"] = str(error)
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-        dist.barrier()  # no rank tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()
 

@@ -171,7 +171,6 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         except PolytaskError as error:
             results[name] = str(error)
     torch.save(results, os.path.join(out, f"rank{rank}.pt"))
-    dist.barrier()  # no rank tears gloo down while the other still talks to it
     dist.destroy_process_group()
 
 
